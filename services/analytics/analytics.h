@@ -1,0 +1,44 @@
+/*
+ * services/analytics - click counts per short link: total, per day (UTC),
+ * last referrer and last user-agent family.
+ *
+ * Route:   GET /analytics/:code (authenticated; the link's owner only, 403
+ *          for anyone else) -> 200 {"code","clicks","clicks_by_day",...}
+ *
+ * Data: "analytics:<code>" hash with fields owner, total, day:<YYYY-MM-DD>,
+ * last_referrer, last_user_agent_family.
+ */
+#ifndef SERVICES_ANALYTICS_H
+#define SERVICES_ANALYTICS_H
+
+struct kit_app;
+struct kit_request;
+struct kit_store;
+
+/* How the url-shortener tells analytics what happened. Each returns 0 when
+ * the event was stored (or handed on), -1 when it was lost; the caller
+ * counts losses in a metric. */
+struct analytics_events {
+	int (*link_created)(struct kit_request *req, const char *code,
+			    const char *owner);
+	int (*clicked)(struct kit_request *req, const char *code,
+		       const char *referrer, const char *user_agent);
+};
+
+/* The monolith's events: straight into the store, in the same process. */
+extern const struct analytics_events analytics_in_process;
+
+void analytics_mount(struct kit_app *app);
+
+/* The storage side, shared by analytics_in_process and (Phase 2) the
+ * service's own HTTP endpoint. Return 0 or -1 (store error). */
+int analytics_store_link(struct kit_store *store, const char *code,
+			 const char *owner);
+int analytics_store_click(struct kit_store *store, const char *code,
+			  const char *referrer, const char *user_agent,
+			  long long now);
+
+/* "Chrome", "Firefox", "Safari", "Edge", "curl", "bot", "other". */
+const char *analytics_user_agent_family(const char *user_agent);
+
+#endif

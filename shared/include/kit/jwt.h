@@ -1,0 +1,62 @@
+/*
+ * kit/jwt.h - issuing and verifying JSON Web Tokens with libjwt 1.10.
+ *
+ * libjwt 1.10 validates no claim of its own, accepts "alg":"none" when no
+ * key is given, and HMACs with whatever key it is handed; so this module
+ * pins the algorithm by configuration and checks it in the token header
+ * itself before libjwt sees the token, then checks exp (required), nbf, iss
+ * and aud with a small leeway.
+ *
+ * The configuration is read once at start-up and read-only after, so one
+ * struct kit_jwt_config is shared by every thread.
+ */
+#ifndef KIT_JWT_H
+#define KIT_JWT_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "kit/request.h"
+
+struct kit_jwt_config {
+	int algorithm;              /* jwt_alg_t: JWT_ALG (HS256|HS384|HS512) */
+	unsigned char secret[512];  /* JWT_SECRET                             */
+	size_t secret_len;
+	char issuer[128];           /* JWT_ISSUER; "" = not checked/not set   */
+	char audience[128];         /* JWT_AUDIENCE; "" = not checked/not set */
+	long leeway_seconds;        /* JWT_LEEWAY_SECONDS, default 30         */
+	long ttl_seconds;           /* JWT_TTL_SECONDS, default 3600 (issue)  */
+};
+
+/* Reads JWT_SECRET (required, at least 32 bytes unless
+ * ALLOW_INSECURE_DEV_SECRET=1), JWT_ALG, JWT_ISSUER, JWT_AUDIENCE,
+ * JWT_LEEWAY_SECONDS, JWT_TTL_SECONDS. Returns 0, or -1 after printing the
+ * variable and what is wrong with it. */
+int kit_jwt_config_from_env(struct kit_jwt_config *cfg);
+
+/* Why a token was refused; kit_jwt_error_text() says it in words. */
+enum kit_jwt_error {
+	KIT_JWT_OK = 0,
+	KIT_JWT_MALFORMED,     /* not three base64url parts, bad JSON, too long */
+	KIT_JWT_BAD_ALGORITHM, /* header alg is not the pinned one (e.g. none)  */
+	KIT_JWT_BAD_SIGNATURE,
+	KIT_JWT_EXPIRED,
+	KIT_JWT_NOT_YET_VALID, /* nbf in the future                             */
+	KIT_JWT_MISSING_CLAIM, /* no exp, or no sub                             */
+	KIT_JWT_BAD_ISSUER,
+	KIT_JWT_BAD_AUDIENCE,
+};
+const char *kit_jwt_error_text(enum kit_jwt_error error);
+
+/* Verifies token at time now and fills *identity (sub and tier; a missing or
+ * unknown tier reads as "free"). */
+enum kit_jwt_error kit_jwt_verify(const struct kit_jwt_config *cfg,
+				  const char *token, time_t now,
+				  struct kit_identity *identity);
+
+/* Signs a token for subject with claims sub, tier, iat, exp (now + ttl) and
+ * iss/aud when configured. Returns a malloc'd string or NULL. */
+char *kit_jwt_issue(const struct kit_jwt_config *cfg, const char *subject,
+		    const char *tier, time_t now);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * kit/middleware.h - the middleware the kit ships, one per file in
+ * shared/src. A phase's main.c kit_use()s them in the order of the chain:
+ *
+ *   request id -> access log -> metrics -> CORS -> auth -> rate limit
+ *
+ * Each file's opening comment says what it reads and writes on the request
+ * context and which environment variables configure it.
+ */
+#ifndef KIT_MIDDLEWARE_H
+#define KIT_MIDDLEWARE_H
+
+#include "kit/app.h"
+
+/* request_id.c: X-Request-Id honoured when sane, else generated; echoed. */
+extern const struct kit_middleware kit_request_id;
+/* access_log.c: one JSON line per request on stdout, written last. */
+extern const struct kit_middleware kit_access_log;
+/* metrics.c: http_requests_total, http_request_duration_seconds, in-flight. */
+extern const struct kit_middleware kit_metrics;
+/* cors.c: preflight answered, allowed origins from CORS_ALLOWED_ORIGINS. */
+extern const struct kit_middleware kit_cors;
+/* auth_jwt.c: Bearer JWT verified for KIT_AUTHENTICATED routes. */
+extern const struct kit_middleware kit_auth_jwt;
+/* identity_headers.c (services behind a gateway): X-User-Id/-Tier trusted. */
+extern const struct kit_middleware kit_identity_headers;
+/* rate_limit_memory.c: fixed window counted in this process's memory. */
+extern const struct kit_middleware kit_rate_limit_memory;
+
+/* The operations endpoints, mounted by every process:
+ * GET /health (status, uptime, memory, checks: the store's PING and any
+ * kit_app_health_check()) and GET /metrics. */
+void kit_mount_operations(struct kit_app *app);
+
+#endif

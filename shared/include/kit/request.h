@@ -1,0 +1,105 @@
+/*
+ * kit/request.h - the request context every middleware and handler shares.
+ *
+ * One struct kit_request lives on the worker thread's stack for the length of
+ * one request; the dispatcher (src/app.c) fills the first block, middleware
+ * fill the rest, and everything it points to is freed when the response has
+ * gone out. Handlers never see civetweb types unless they ask for conn.
+ *
+ * Identity: the monolith's JWT middleware and a service's identity-header
+ * middleware fill the same req->user, so a handler never knows which phase
+ * it runs in.
+ */
+#ifndef KIT_REQUEST_H
+#define KIT_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kit/app.h"
+
+struct mg_connection;
+struct cJSON;
+struct kit_store;
+
+#define KIT_REQUEST_ID_MAX 64 /* longest X-Request-Id we accept from a client */
+#define KIT_SUBJECT_MAX 64    /* longest user id (JWT sub) we accept         */
+#define KIT_TIER_MAX 16
+#define KIT_MAX_PARAMS 4
+#define KIT_RESPONSE_HEADERS_MAX 1024
+
+struct kit_identity {
+	bool authenticated;
+	char subject[KIT_SUBJECT_MAX + 1]; /* JWT "sub": the username      */
+	char tier[KIT_TIER_MAX + 1];       /* "free" or "premium"           */
+};
+
+struct kit_param {
+	char name[32];     /* from the route pattern, without the ':'      */
+	char value[128];   /* URL-decoded; longer segments do not match     */
+};
+
+struct kit_request {
+	/* Filled by the dispatcher before the first middleware. */
+	struct kit_app *app;
+	struct mg_connection *conn;
+	const char *method;       /* "GET", "POST", ...                      */
+	const char *path;         /* decoded path without the query string   */
+	const char *query;        /* raw query string, or NULL               */
+	char client_ip[48];       /* socket peer (see request_id.c for XFF)  */
+	uint64_t start_ns;        /* monotonic clock at arrival              */
+
+	/* Route match: route_pattern is NULL when nothing matched;
+	 * route_status is then 404, or 405 when the path matched another
+	 * method. access is the matched route's. */
+	const char *route_pattern;
+	enum kit_access access;
+	int route_status;
+	kit_handler_fn handler;
+	struct kit_param params[KIT_MAX_PARAMS];
+	int param_count;
+
+	/* Filled by middleware. */
+	char request_id[KIT_REQUEST_ID_MAX + 1]; /* request_id.c           */
+	struct kit_identity user;                 /* auth_jwt.c / identity  */
+	const char *service;      /* metrics "service" label; app name by default */
+
+	/* The request body, read on first use (kit_request_body). */
+	char *body;
+	size_t body_len;
+	bool body_read;
+	struct cJSON *json;       /* parsed by kit_request_json, freed after */
+
+	/* The response, as sent (kit_respond). */
+	int status;
+	size_t bytes_sent;
+	char extra_headers[KIT_RESPONSE_HEADERS_MAX]; /* "Name: value\r\n"... */
+	size_t extra_headers_len;
+};
+
+/* A request header's value, or NULL. name is case-insensitive. */
+const char *kit_request_header(const struct kit_request *req, const char *name);
+
+/* The value of route parameter name (":name" in the pattern), or NULL. */
+const char *kit_request_param(const struct kit_request *req, const char *name);
+
+/* Reads the whole body (at most the app's MAX_BODY_BYTES) into req->body.
+ * Returns KIT_NEXT when it is there (possibly empty), or answers 413 (too
+ * large) / 400 (short read) and returns that status. */
+int kit_request_body(struct kit_request *req);
+
+/* Reads the body and parses it as one JSON object into *out (owned by req,
+ * freed after the response). Returns KIT_NEXT, or answers with a problem and
+ * returns its status: 415 when Content-Type is present and not JSON, 413
+ * when too large, 400 when empty, malformed or not an object. */
+int kit_request_json(struct kit_request *req, struct cJSON **out);
+
+/* The store (Redis connection or memory) owned by the calling worker thread,
+ * opened on first use from REDIS_URL / STORE (see kit/store.h). Never NULL. */
+struct kit_store *kit_request_store(struct kit_request *req);
+
+/* Nanoseconds on the monotonic clock. */
+uint64_t kit_now_ns(void);
+
+#endif

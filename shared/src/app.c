@@ -1,0 +1,409 @@
+/*
+ * app.c - the application: server settings, the middleware chain, the route
+ * table, and the one civetweb request handler that runs them (kit/app.h).
+ *
+ * civetweb calls dispatch() on one of its worker threads for every request.
+ * dispatch() builds the request context on that thread's stack, matches the
+ * route, runs the chain, calls the handler, runs the finish hooks in reverse
+ * and hands the final status back to civetweb. Nothing it allocates outlives
+ * the request.
+ *
+ * Threads: the app is written by main() before kit_app_run() and only read
+ * afterwards. Per-thread state (the store connection) is created by
+ * thread_start() on the worker that owns it and freed by thread_stop().
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+
+#include "internal.h"
+#include "kit/config.h"
+#include "kit/request.h"
+#include "kit/response.h"
+#include "kit/router.h"
+
+void kit_app_fail(struct kit_app *app, const char *fmt, ...)
+{
+	va_list args;
+
+	fprintf(stderr, "%s: ", app->name);
+	va_start(args, fmt);
+	vfprintf(stderr, fmt, args);
+	va_end(args);
+	fputc('\n', stderr);
+	app->failed = true;
+}
+
+/* TRUSTED_PROXIES: comma-separated addresses whose X-Forwarded-For we
+ * believe. Returns 0 or -1 after printing what is wrong. */
+static int read_trusted_proxies(struct kit_app *app)
+{
+	const char *list = kit_env_string("TRUSTED_PROXIES", "");
+	const char *p = list;
+
+	while (*p != '\0') {
+		size_t len = strcspn(p, ",");
+
+		while (len > 0 && p[0] == ' ') {
+			p++;
+			len--;
+		}
+		if (len > 0) {
+			if (app->trusted_proxy_count == KIT_MAX_TRUSTED_PROXIES ||
+			    len >= sizeof(app->trusted_proxies[0])) {
+				fprintf(stderr, "TRUSTED_PROXIES: at most %d addresses of under 48 characters\n",
+					KIT_MAX_TRUSTED_PROXIES);
+				return -1;
+			}
+			memcpy(app->trusted_proxies[app->trusted_proxy_count], p, len);
+			app->trusted_proxies[app->trusted_proxy_count][len] = '\0';
+			app->trusted_proxy_count++;
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+struct kit_app *kit_app_new(const char *service_name, int default_port)
+{
+	struct kit_app *app = calloc(1, sizeof(*app));
+	const char *bind;
+
+	if (app == NULL) {
+		fprintf(stderr, "%s: out of memory\n", service_name);
+		exit(1);
+	}
+	app->name = service_name;
+	app->started_ns = kit_now_ns();
+
+	bind = kit_env_string("BIND_ADDRESS", "127.0.0.1");
+	if (strlen(bind) >= sizeof(app->bind_address) || strchr(bind, ':')) {
+		fprintf(stderr, "BIND_ADDRESS: \"%s\" is not an IPv4 address\n", bind);
+		app->failed = true;
+	} else {
+		strcpy(app->bind_address, bind);
+	}
+	if (kit_env_long("PORT", default_port, 1, 65535, &app->port) != 0 ||
+	    kit_env_long("WORKER_THREADS", 16, 1, 1024, &app->worker_threads) != 0 ||
+	    kit_env_long("MAX_BODY_BYTES", 65536, 1, 64L << 20, &app->max_body) != 0 ||
+	    read_trusted_proxies(app) != 0 ||
+	    kit_store_config_from_env(&app->store_config) != 0)
+		app->failed = true;
+	return app;
+}
+
+void kit_app_free(struct kit_app *app)
+{
+	if (app == NULL)
+		return;
+	for (int i = app->middleware_count - 1; i >= 0; i--) {
+		if (app->middleware[i]->destroy != NULL)
+			app->middleware[i]->destroy(app->middleware_state[i]);
+	}
+	free(app);
+}
+
+void kit_use(struct kit_app *app, const struct kit_middleware *middleware)
+{
+	int slot = app->middleware_count;
+
+	if (slot == KIT_MAX_MIDDLEWARE) {
+		kit_app_fail(app, "more than %d middleware", KIT_MAX_MIDDLEWARE);
+		return;
+	}
+	app->middleware[slot] = middleware;
+	app->middleware_state[slot] = NULL;
+	app->middleware_count++;
+	if (middleware->init != NULL &&
+	    middleware->init(app, &app->middleware_state[slot]) != 0)
+		kit_app_fail(app, "middleware %s: bad configuration (see above)",
+			     middleware->name);
+}
+
+void kit_route(struct kit_app *app, const char *method, const char *pattern,
+	       kit_handler_fn handler, enum kit_access access)
+{
+	if (app->route_count == KIT_MAX_ROUTES) {
+		kit_app_fail(app, "more than %d routes", KIT_MAX_ROUTES);
+		return;
+	}
+	app->routes[app->route_count++] = (struct kit_route_entry){
+		.method = method,
+		.pattern = pattern,
+		.handler = handler,
+		.access = access,
+	};
+}
+
+void kit_app_health_check(struct kit_app *app, const char *name,
+			  kit_health_check_fn check)
+{
+	if (app->health_count == KIT_MAX_HEALTH_CHECKS) {
+		kit_app_fail(app, "more than %d health checks", KIT_MAX_HEALTH_CHECKS);
+		return;
+	}
+	app->health[app->health_count++] = (struct kit_health_entry){ name, check };
+}
+
+const char *kit_app_name(const struct kit_app *app) { return app->name; }
+size_t kit_app_max_body(const struct kit_app *app) { return (size_t)app->max_body; }
+int kit_app_port(const struct kit_app *app) { return (int)app->port; }
+
+double kit_app_uptime(const struct kit_app *app)
+{
+	return (double)(kit_now_ns() - app->started_ns) / 1e9;
+}
+
+/* ---- the request's way through the process ---- */
+
+static bool is_trusted_proxy(const struct kit_app *app, const char *ip)
+{
+	for (int i = 0; i < app->trusted_proxy_count; i++) {
+		if (strcmp(app->trusted_proxies[i], ip) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The client's address: the socket peer, unless the peer is a trusted
+ * proxy, in which case the right-most X-Forwarded-For entry that is not
+ * itself a trusted proxy (entries to its left were written by the client
+ * and prove nothing). */
+static void resolve_client_ip(struct kit_request *req,
+			      const struct mg_request_info *info)
+{
+	const char *xff;
+
+	snprintf(req->client_ip, sizeof(req->client_ip), "%s", info->remote_addr);
+	if (!is_trusted_proxy(req->app, info->remote_addr))
+		return;
+	xff = kit_request_header(req, "X-Forwarded-For");
+	if (xff == NULL)
+		return;
+
+	const char *end = xff + strlen(xff);
+	while (end > xff) {
+		const char *start = end;
+		char candidate[48];
+		size_t len;
+
+		while (start > xff && start[-1] != ',')
+			start--;
+		len = (size_t)(end - start);
+		while (len > 0 && *start == ' ') {
+			start++;
+			len--;
+		}
+		while (len > 0 && start[len - 1] == ' ')
+			len--;
+		if (len == 0 || len >= sizeof(candidate))
+			return; /* garbage: keep the peer address */
+		memcpy(candidate, start, len);
+		candidate[len] = '\0';
+		if (strspn(candidate, "0123456789abcdefABCDEF.:") != len)
+			return;
+		snprintf(req->client_ip, sizeof(req->client_ip), "%s", candidate);
+		if (!is_trusted_proxy(req->app, candidate))
+			return;
+		end = start > xff ? start - 1 : xff;
+	}
+}
+
+/* Finds the route for method and path. On a miss, route_status is 404, or
+ * 405 with the methods the path does accept written into allow. */
+static void match_route(struct kit_request *req, char *allow, size_t allow_size)
+{
+	const struct kit_app *app = req->app;
+	bool is_head = strcmp(req->method, "HEAD") == 0;
+	size_t used = 0;
+
+	req->route_status = 404;
+	allow[0] = '\0';
+	for (int i = 0; i < app->route_count; i++) {
+		const struct kit_route_entry *route = &app->routes[i];
+
+		if (!kit_route_match(route->pattern, req->path, req->params,
+				     &req->param_count))
+			continue;
+		if (strcmp(route->method, req->method) == 0 ||
+		    (is_head && strcmp(route->method, "GET") == 0)) {
+			req->route_pattern = route->pattern;
+			req->access = route->access;
+			req->handler = route->handler;
+			req->route_status = 0;
+			return;
+		}
+		req->route_status = 405;
+		if (strstr(allow, route->method) == NULL) {
+			int n = snprintf(allow + used, allow_size - used, "%s%s",
+					 used ? ", " : "", route->method);
+			if (n > 0 && (size_t)n < allow_size - used)
+				used += (size_t)n;
+		}
+	}
+	req->param_count = 0;
+}
+
+static int dispatch(struct mg_connection *conn, void *cbdata)
+{
+	struct kit_app *app = cbdata;
+	const struct mg_request_info *info = mg_get_request_info(conn);
+	struct kit_request req;
+	char allow[128];
+	int ran = 0;     /* middleware whose handle() ran */
+	int status = KIT_NEXT;
+
+	/* 1. The context. */
+	memset(&req, 0, offsetof(struct kit_request, extra_headers));
+	req.extra_headers[0] = '\0';
+	req.extra_headers_len = 0;
+	req.app = app;
+	req.conn = conn;
+	req.start_ns = kit_now_ns();
+	req.method = info->request_method;
+	req.path = info->local_uri != NULL ? info->local_uri : "/";
+	req.query = info->query_string;
+	req.service = app->name;
+	resolve_client_ip(&req, info);
+
+	/* 2. The route (a miss is answered after the chain, so that CORS
+	 * preflights and the request id still apply to it). */
+	match_route(&req, allow, sizeof(allow));
+
+	/* 3. The chain. */
+	while (ran < app->middleware_count && status == KIT_NEXT) {
+		status = app->middleware[ran]->handle(&req, app->middleware_state[ran]);
+		ran++;
+	}
+
+	/* 4. The handler, or why there is none. */
+	if (status == KIT_NEXT) {
+		if (req.route_status == 405) {
+			kit_response_header(&req, "Allow", allow);
+			kit_problem(&req, 405, "%s is not allowed here; allowed: %s",
+				    req.method, allow);
+		} else if (req.route_status == 404) {
+			kit_problem(&req, 404, "no route for %s %s", req.method, req.path);
+		} else {
+			req.handler(&req);
+		}
+	}
+	if (req.status == 0) /* a handler that forgot to answer is our bug */
+		kit_problem(&req, 500, "the handler sent no response");
+
+	/* 5. The finish hooks, last middleware first. */
+	for (int i = ran - 1; i >= 0; i--) {
+		if (app->middleware[i]->finish != NULL)
+			app->middleware[i]->finish(&req, app->middleware_state[i]);
+	}
+
+	free(req.body);
+	cJSON_Delete(req.json);
+	return req.status;
+}
+
+static void *thread_start(const struct mg_context *ctx, int thread_type)
+{
+	if (thread_type != 1)
+		return NULL; /* only workers serve requests */
+	return calloc(1, sizeof(struct kit_thread));
+}
+
+static void thread_stop(const struct mg_context *ctx, int thread_type,
+			void *pointer)
+{
+	struct kit_thread *thread = pointer;
+
+	if (thread == NULL)
+		return;
+	kit_store_close(thread->store);
+	free(thread);
+}
+
+static int log_civetweb_message(const struct mg_connection *conn,
+				const char *message)
+{
+	fprintf(stderr, "civetweb: %s\n", message);
+	return 1;
+}
+
+struct kit_store *kit_request_store(struct kit_request *req)
+{
+	struct kit_thread *thread = mg_get_thread_pointer(req->conn);
+
+	if (thread->store == NULL)
+		thread->store = kit_store_open(&req->app->store_config);
+	return thread->store;
+}
+
+int kit_app_run(struct kit_app *app)
+{
+	char listen[96], threads[16];
+	struct mg_callbacks callbacks;
+	struct mg_context *ctx;
+	sigset_t stop_signals;
+	int signal_number = 0;
+
+	if (app->failed) {
+		fprintf(stderr, "%s: not starting: configuration errors above\n",
+			app->name);
+		return 1;
+	}
+	if (app->store_config.kind == KIT_STORE_MEMORY)
+		fprintf(stderr, "%s: STORE=memory: data lives in this process only; "
+			"NOTHING PERSISTS across a restart\n", app->name);
+
+	snprintf(listen, sizeof(listen), "%s:%ld", app->bind_address, app->port);
+	snprintf(threads, sizeof(threads), "%ld", app->worker_threads);
+	const char *options[] = {
+		"listening_ports", listen,
+		"num_threads", threads,
+		"enable_keep_alive", "yes",
+		"keep_alive_timeout_ms", "30000",
+		"request_timeout_ms", "10000",
+		"tcp_nodelay", "1",
+		"listen_backlog", "512",
+		NULL,
+	};
+
+	/* Workers inherit this mask, so SIGINT/SIGTERM reach only sigwait()
+	 * below, and shutdown happens here, not inside a signal handler. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	memset(&callbacks, 0, sizeof(callbacks));
+	callbacks.init_thread = thread_start;
+	callbacks.exit_thread = thread_stop;
+	callbacks.log_message = log_civetweb_message;
+
+	mg_init_library(0);
+	ctx = mg_start(&callbacks, app, options);
+	if (ctx == NULL) {
+		fprintf(stderr, "%s: cannot listen on %s (see civetweb's message above)\n",
+			app->name, listen);
+		mg_exit_library();
+		return 1;
+	}
+	mg_set_request_handler(ctx, "/", dispatch, app);
+	fprintf(stderr, "%s: listening on http://%s (%ld worker threads)\n",
+		app->name, listen, app->worker_threads);
+
+	sigwait(&stop_signals, &signal_number);
+	fprintf(stderr, "%s: %s received, stopping\n", app->name,
+		signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+	mg_stop(ctx);
+	mg_exit_library();
+	return 0;
+}

@@ -1,0 +1,42 @@
+/*
+ * identity_headers.c - middleware for a service behind the gateway: take
+ * the caller's identity from the headers the gateway set.
+ *
+ * Position: where the monolith has auth_jwt. The gateway verified the
+ * token once, removed any X-User-* headers the client sent, and passed the
+ * verified subject and tier on; the service trusts them. That trust is
+ * only safe because services listen on loopback or an internal network the
+ * gateway alone can reach (docs/phase2.md).
+ * Reads:    X-User-Id, X-User-Tier; the route's access.
+ * Writes:   req->user, the same field auth_jwt fills in the monolith, so
+ *           handlers never know which phase they run in. A
+ *           KIT_AUTHENTICATED route without X-User-Id answers 401.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "kit/middleware.h"
+#include "kit/request.h"
+#include "kit/response.h"
+
+static int identity_headers_handle(struct kit_request *req, void *state)
+{
+	const char *user = kit_request_header(req, "X-User-Id");
+	const char *tier = kit_request_header(req, "X-User-Tier");
+
+	if (user != NULL && user[0] != '\0' && strlen(user) <= KIT_SUBJECT_MAX) {
+		req->user.authenticated = true;
+		snprintf(req->user.subject, sizeof(req->user.subject), "%s", user);
+		snprintf(req->user.tier, sizeof(req->user.tier), "%s",
+			 tier != NULL && strcmp(tier, "premium") == 0 ? "premium" : "free");
+	}
+	if (req->route_pattern != NULL && req->access == KIT_AUTHENTICATED &&
+	    !req->user.authenticated)
+		return kit_problem(req, 401, "no caller identity: services are reached through the gateway");
+	return KIT_NEXT;
+}
+
+const struct kit_middleware kit_identity_headers = {
+	.name = "identity_headers",
+	.handle = identity_headers_handle,
+};

@@ -1,0 +1,122 @@
+/*
+ * request.c - reading the request: headers, route parameters, the body and
+ * the body as JSON (kit/request.h).
+ *
+ * The body is read only when a handler asks for it, at most MAX_BODY_BYTES;
+ * a larger one is refused with 413 before it is read. Everything read is
+ * owned by the request and freed by the dispatcher when the response has
+ * gone out.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+
+#include "kit/request.h"
+#include "kit/response.h"
+
+uint64_t kit_now_ns(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+const char *kit_request_header(const struct kit_request *req, const char *name)
+{
+	if (req->conn == NULL)
+		return NULL;
+	return mg_get_header(req->conn, name);
+}
+
+const char *kit_request_param(const struct kit_request *req, const char *name)
+{
+	for (int i = 0; i < req->param_count; i++) {
+		if (strcmp(req->params[i].name, name) == 0)
+			return req->params[i].value;
+	}
+	return NULL;
+}
+
+int kit_request_body(struct kit_request *req)
+{
+	const struct mg_request_info *info = mg_get_request_info(req->conn);
+	size_t limit = kit_app_max_body(req->app);
+	long long declared = info->content_length;
+	size_t capacity;
+
+	if (req->body_read)
+		return KIT_NEXT;
+	if (declared > (long long)limit)
+		return kit_problem(req, 413, "the body is %lld bytes; the limit is %zu",
+				   declared, limit);
+
+	/* Without Content-Length (chunked), read up to one byte past the
+	 * limit to tell "exactly the limit" from "too large". */
+	capacity = declared >= 0 ? (size_t)declared : limit + 1;
+	req->body = malloc(capacity + 1);
+	if (req->body == NULL)
+		return kit_problem(req, 500, "out of memory reading the body");
+	while (req->body_len < capacity) {
+		int n = mg_read(req->conn, req->body + req->body_len,
+				capacity - req->body_len);
+		if (n <= 0)
+			break;
+		req->body_len += (size_t)n;
+	}
+	req->body[req->body_len] = '\0';
+	req->body_read = true;
+	if (declared < 0 && req->body_len > limit)
+		return kit_problem(req, 413, "the body is over the %zu byte limit", limit);
+	if (declared >= 0 && req->body_len != (size_t)declared)
+		return kit_problem(req, 400, "the body ended after %zu of %lld bytes",
+				   req->body_len, declared);
+	return KIT_NEXT;
+}
+
+/* application/json, or any application/<something>+json. */
+static bool is_json_media_type(const char *content_type)
+{
+	size_t len = strcspn(content_type, ";");
+
+	while (len > 0 && content_type[len - 1] == ' ')
+		len--;
+	if (len == strlen("application/json") &&
+	    strncasecmp(content_type, "application/json", len) == 0)
+		return true;
+	return len > strlen("application/+json") &&
+	       strncasecmp(content_type, "application/", 12) == 0 &&
+	       strncasecmp(content_type + len - 5, "+json", 5) == 0;
+}
+
+int kit_request_json(struct kit_request *req, cJSON **out)
+{
+	const char *content_type = kit_request_header(req, "Content-Type");
+	const char *end = NULL;
+	int status;
+
+	*out = NULL;
+	if (content_type != NULL && !is_json_media_type(content_type))
+		return kit_problem(req, 415, "Content-Type must be application/json");
+	status = kit_request_body(req);
+	if (status != KIT_NEXT)
+		return status;
+	if (req->body_len == 0)
+		return kit_problem(req, 400, "the body must be a JSON object");
+
+	req->json = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
+	if (req->json == NULL)
+		return kit_problem(req, 400, "the body is not valid JSON");
+	while (end < req->body + req->body_len && strchr(" \t\r\n", *end) != NULL)
+		end++;
+	if (end != req->body + req->body_len)
+		return kit_problem(req, 400, "the body has data after its JSON value");
+	if (!cJSON_IsObject(req->json))
+		return kit_problem(req, 400, "the body must be a JSON object");
+	*out = req->json;
+	return KIT_NEXT;
+}

@@ -1,0 +1,80 @@
+/*
+ * request_id.c - middleware: give every request an id and echo it.
+ *
+ * Position: first in the chain, so every later middleware, every log line
+ * and every problem body can name the request.
+ * Reads:    the X-Request-Id request header.
+ * Writes:   req->request_id and the X-Request-Id response header.
+ *
+ * A client's id is kept when it is sane (1-64 characters of A-Z a-z 0-9
+ * . _ : -), so a caller can follow its own id through our logs; anything
+ * else is replaced by a new UUID v4, because an id ends up in log lines and
+ * headers and must not carry quotes, spaces or CR/LF.
+ *
+ * Threads: the random generator is per thread, seeded from getrandom().
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "kit/middleware.h"
+#include "kit/request.h"
+#include "kit/response.h"
+
+static bool is_sane_id(const char *id)
+{
+	size_t len = strlen(id);
+
+	return len >= 1 && len <= KIT_REQUEST_ID_MAX &&
+	       strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			  "0123456789._:-") == len;
+}
+
+/* xorshift128+: fast, and ids need uniqueness, not secrecy. */
+static uint64_t next_random(void)
+{
+	static __thread uint64_t state[2];
+	uint64_t s1, s0;
+
+	if (state[0] == 0 && state[1] == 0) {
+		if (getrandom(state, sizeof(state), 0) != sizeof(state) ||
+		    (state[0] == 0 && state[1] == 0))
+			state[0] = (uint64_t)(uintptr_t)&state | 1u;
+	}
+	s1 = state[0];
+	s0 = state[1];
+	state[0] = s0;
+	s1 ^= s1 << 23;
+	state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+	return state[1] + s0;
+}
+
+static void new_uuid(char out[37])
+{
+	uint64_t high = next_random(), low = next_random();
+
+	high = (high & ~0xF000ull) | 0x4000ull;               /* version 4 */
+	low = (low & ~(3ull << 62)) | (2ull << 62);           /* variant 10 */
+	snprintf(out, 37, "%08x-%04x-%04x-%04x-%012llx",
+		 (unsigned)(high >> 32), (unsigned)(high >> 16) & 0xFFFFu,
+		 (unsigned)high & 0xFFFFu, (unsigned)(low >> 48),
+		 (unsigned long long)(low & 0xFFFFFFFFFFFFull));
+}
+
+static int request_id_handle(struct kit_request *req, void *state)
+{
+	const char *sent = kit_request_header(req, "X-Request-Id");
+
+	if (sent != NULL && is_sane_id(sent))
+		snprintf(req->request_id, sizeof(req->request_id), "%s", sent);
+	else
+		new_uuid(req->request_id);
+	kit_response_header(req, "X-Request-Id", req->request_id);
+	return KIT_NEXT;
+}
+
+const struct kit_middleware kit_request_id = {
+	.name = "request_id",
+	.handle = request_id_handle,
+};
