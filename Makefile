@@ -94,4 +94,8 @@ test: deps
 clean:
 	rm -rf build
 
--include $(KIT_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(BUILD)/phase1-monolith/main.d
+# Keep the unit tests' objects (make would delete them as intermediates),
+# so their .d files can say which headers they depend on.
+.SECONDARY:
+-include $(KIT_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(BUILD)/phase1-monolith/main.d \
+	 $(UNIT_SRC:%.c=$(BUILD)/%.d)

@@ -372,6 +372,9 @@ int kit_app_run(struct kit_app *app)
 		"request_timeout_ms", "10000",
 		"tcp_nodelay", "1",
 		"listen_backlog", "512",
+		/* civetweb answers CORS preflights itself with "*" unless this
+		 * is empty; cors.c owns that decision. */
+		"access_control_allow_origin", "",
 		NULL,
 	};
 

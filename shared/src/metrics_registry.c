@@ -103,6 +103,12 @@ struct kit_metric *kit_metric_register(enum kit_metric_type type,
 		fprintf(stderr, "metrics: %s has more than %d buckets\n", name, MAX_BUCKETS);
 		goto out;
 	}
+	for (size_t i = 1; type == KIT_HISTOGRAM && i < bucket_count; i++) {
+		if (!(buckets[i] > buckets[i - 1])) {
+			fprintf(stderr, "metrics: %s buckets must strictly increase\n", name);
+			goto out;
+		}
+	}
 	metric = calloc(1, sizeof(*metric));
 	if (metric == NULL)
 		goto out;
