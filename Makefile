@@ -10,6 +10,10 @@
 # written into the source tree.
 
 PHASE ?= 1
+# `make V=1` shows every command; by default one short line per step.
+ifneq ($(V),1)
+Q := @
+endif
 BUILD ?= build
 CC ?= cc
 
@@ -50,23 +54,28 @@ all: $(MONOLITH) $(UNIT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(KIT_LIB): $(KIT_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)$(AR) rcs $@ $^
 
 $(SERVICE_LIB): $(SERVICE_OBJ)
 	@mkdir -p $(dir $@)
-	$(AR) rcs $@ $^
+	@echo "  AR      $@"
+	$(Q)$(AR) rcs $@ $^
 
 $(MONOLITH): $(BUILD)/phase1-monolith/main.o $(SERVICE_LIB) $(KIT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(SERVICE_LIB) $(KIT_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
 deps:
 	@bash scripts/deps.sh

@@ -15,9 +15,17 @@
 
 #define PASSWORD_DEFAULT_ITERATIONS 600000 /* OWASP 2023 for PBKDF2-SHA256 */
 #define PASSWORD_ENCODED_MAX 160
+/* The iteration counts password_hash() writes and password_verify() reads:
+ * below the minimum is no protection, above the maximum a damaged record
+ * would make a login run for minutes. */
+#define PASSWORD_MIN_ITERATIONS 1000
+#define PASSWORD_MAX_ITERATIONS 10000000
 
 /* Hashes password into out (at least PASSWORD_ENCODED_MAX bytes).
- * Returns 0, or -1 when OpenSSL fails (no entropy, out of memory). */
+ * iterations must be within [PASSWORD_MIN_ITERATIONS, PASSWORD_MAX_ITERATIONS]
+ * (encoded values outside it never verify either).
+ * Returns 0, or -1 for iterations out of range or when OpenSSL fails (no
+ * entropy, out of memory). */
 int password_hash(const char *password, unsigned iterations, char *out,
 		  size_t out_size);
 

@@ -74,6 +74,9 @@ static bool is_valid_name(const char *name)
 			    "0123456789_:") == strlen(name);
 }
 
+static struct series *find_series(struct kit_metric *metric,
+				  const char *const *label_values);
+
 struct kit_metric *kit_metric_register(enum kit_metric_type type,
 				       const char *name, const char *help,
 				       const char *const *labels,
@@ -134,6 +137,10 @@ struct kit_metric *kit_metric_register(enum kit_metric_type type,
 	}
 	pthread_mutex_init(&metric->lock, NULL);
 	families[family_count++] = metric;
+	/* A metric without labels has exactly one series: create it now, so
+	 * it shows (at 0) from the first scrape rather than appearing later. */
+	if (metric->label_count == 0 && type != KIT_HISTOGRAM)
+		find_series(metric, NULL);
 out:
 	pthread_mutex_unlock(&registry_lock);
 	return metric;

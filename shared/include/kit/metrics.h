@@ -34,7 +34,8 @@ struct kit_metric *kit_metric_register(enum kit_metric_type type,
 				       const double *buckets,
 				       size_t bucket_count);
 
-/* label_values has one entry per label name, in order. */
+/* label_values has one entry per label name, in order (NULL for a metric
+ * without labels). A NULL metric (a failed registration) is ignored. */
 void kit_metric_add(struct kit_metric *metric, const char *const *label_values,
 		    double value);
 void kit_metric_set(struct kit_metric *metric, const char *const *label_values,

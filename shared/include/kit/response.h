@@ -29,8 +29,9 @@ void kit_response_headerf(struct kit_request *req, const char *name,
 			  const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Sends status, the added headers, Content-Type and Content-Length, and the
- * body (omitted for HEAD), in one write. Returns status. A second call for
+/* Sends status, the added headers, Content-Type (none when content_type is
+ * NULL, for an empty body) and Content-Length, and the body (omitted for
+ * HEAD; never sent with 204/304), in one write. Returns status. A second call for
  * the same request is a bug: it is ignored and logged. */
 int kit_respond(struct kit_request *req, int status, const char *content_type,
 		const void *body, size_t len);

@@ -1,0 +1,439 @@
+/*
+ * services/url-shortener/url_shortener.c - short codes for http(s) URLs.
+ *
+ *   POST /shorten       (authenticated) checks the URL (url_validate.c),
+ *                       stores "link:<code>" with SET NX, tells analytics
+ *   GET  /expand/:code  the stored URL, as JSON
+ *   GET  /r/:code       302 to the stored URL, then tells analytics
+ *
+ * A link is JSON {code, url, owner, created_at}. Generated codes are 7 base62
+ * characters from getrandom(); SET NX keeps codes unique and a collision just
+ * draws again. A path code alias_is_valid() refuses is a 404 that never
+ * reaches the store. A lost analytics event never fails a request: it is
+ * counted in a metric. url_shortener_config is written by
+ * url_shortener_mount() before the server starts and only read after.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "analytics/analytics.h"
+#include "kit/kit.h"
+#include "url-shortener/url_shortener.h"
+
+#define URL_SHORTENER_CODE_LENGTH 7
+/* Draws of a generated code before giving up; with 62^7 codes even one
+ * collision is rare, so running out means something else is wrong. */
+#define URL_SHORTENER_CODE_ATTEMPTS 5
+#define URL_SHORTENER_BASE_URL_MAX 512
+
+struct url_shortener_config {
+	/* PUBLIC_BASE_URL without a trailing '/': short_url = base/r/code. */
+	char public_base_url[URL_SHORTENER_BASE_URL_MAX];
+	/* Where new links and clicks are reported; outlives the app. */
+	const struct analytics_events *events;
+};
+
+static struct url_shortener_config url_shortener_config;
+
+/* Clicks analytics did not get (events->clicked() returned -1). */
+static struct kit_metric *url_shortener_clicks_lost_total;
+/* New links analytics did not hear of (events->link_created() == -1). */
+static struct kit_metric *url_shortener_links_unannounced_total;
+
+static const char url_shortener_base62[] =
+	"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/* Writes a fresh random code (7 base62 characters and a NUL) into code.
+ * Bytes of 248 and up are drawn again, so that byte % 62 favours no
+ * character (248 = 4 * 62). Returns 0, or -1 when getrandom() fails. */
+static int url_shortener_generate_code(char code[URL_SHORTENER_CODE_LENGTH + 1])
+{
+	size_t filled = 0;
+
+	while (filled < URL_SHORTENER_CODE_LENGTH) {
+		unsigned char bytes[16];
+		ssize_t got = getrandom(bytes, sizeof(bytes), 0);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		for (ssize_t i = 0; i < got && filled < URL_SHORTENER_CODE_LENGTH; i++) {
+			if (bytes[i] >= 248)
+				continue;
+			code[filled++] = url_shortener_base62[bytes[i] % 62];
+		}
+	}
+	code[filled] = '\0';
+	return 0;
+}
+
+/* "2026-11-28T04:00:00Z" into out. Returns 0 or -1. */
+static int url_shortener_format_time(time_t when, char *out, size_t out_size)
+{
+	struct tm utc;
+
+	if (gmtime_r(&when, &utc) == NULL)
+		return -1;
+	if (strftime(out, out_size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+		return -1;
+	return 0;
+}
+
+/* "link:<code>" into key. Returns 0, or -1 when it does not fit. */
+static int url_shortener_key(char *key, size_t key_size, const char *code)
+{
+	int written = snprintf(key, key_size, "link:%s", code);
+
+	if (written < 0 || (size_t)written >= key_size)
+		return -1;
+	return 0;
+}
+
+/* Answers 503 for a store error and logs the reason with the request id. */
+static int url_shortener_store_unavailable(struct kit_request *req,
+					   struct kit_store *store)
+{
+	fprintf(stderr, "url-shortener: request %s: storage error: %s\n",
+		req->request_id, kit_store_error(store));
+	return kit_problem(req, 503, "storage unavailable");
+}
+
+/* Builds the stored form of a link. Returns malloc'd JSON text (the caller
+ * frees it) or NULL when out of memory. */
+static char *url_shortener_link_text(const char *code, const char *url,
+				     const char *owner, const char *created_at)
+{
+	cJSON *link = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (cJSON_AddStringToObject(link, "code", code) == NULL ||
+	    cJSON_AddStringToObject(link, "url", url) == NULL ||
+	    cJSON_AddStringToObject(link, "owner", owner) == NULL ||
+	    cJSON_AddStringToObject(link, "created_at", created_at) == NULL)
+		goto out;
+	text = cJSON_PrintUnformatted(link);
+out:
+	cJSON_Delete(link);
+	return text;
+}
+
+/* A stored link. json owns the strings. */
+struct url_shortener_link {
+	cJSON *json;
+	const char *url;
+	const char *created_at;
+};
+
+static const char *url_shortener_link_string(const cJSON *json,
+					     const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, name);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+/* Finds the link for the ":code" route parameter. Returns KIT_NEXT with
+ * *link filled (the caller cJSON_Delete()s link->json), or answers 404 (a
+ * code that is not valid or not there), 503 (store) or 500 (a record that
+ * is not what /shorten wrote) and returns that status. */
+static int url_shortener_link_load(struct kit_request *req,
+				   struct url_shortener_link *link)
+{
+	struct kit_store *store;
+	const char *code = kit_request_param(req, "code");
+	char key[64];
+	char *text = NULL;
+	char why[128];
+	enum kit_store_result result;
+
+	memset(link, 0, sizeof(*link));
+	if (!alias_is_valid(code) ||
+	    url_shortener_key(key, sizeof(key), code) != 0)
+		return kit_problem(req, 404, "no such short link");
+
+	store = kit_request_store(req);
+	result = kit_store_get(store, key, &text, NULL);
+	if (result == KIT_STORE_NOT_FOUND)
+		return kit_problem(req, 404, "no such short link");
+	if (result != KIT_STORE_OK)
+		return url_shortener_store_unavailable(req, store);
+
+	link->json = cJSON_Parse(text);
+	free(text);
+	link->url = url_shortener_link_string(link->json, "url");
+	link->created_at = url_shortener_link_string(link->json, "created_at");
+	/* The URL goes into a Location header: check it again rather than
+	 * trust whatever else may have written to the store. */
+	if (link->url == NULL || link->created_at == NULL ||
+	    !url_is_acceptable(link->url, why, sizeof(why))) {
+		fprintf(stderr, "url-shortener: request %s: record %s is damaged\n",
+			req->request_id, key);
+		cJSON_Delete(link->json);
+		link->json = NULL;
+		return kit_problem(req, 500, "short link record is damaged");
+	}
+	return KIT_NEXT;
+}
+
+/* POST /shorten {"url","alias"?} -> 201 {"code","short_url","url","owner",
+ * "created_at"}; 409 when the alias is taken. */
+static int url_shortener_shorten(struct kit_request *req)
+{
+	struct kit_store *store = kit_request_store(req);
+	const char *owner = req->user.subject;
+	cJSON *body;
+	const cJSON *url_item;
+	const cJSON *alias_item;
+	const char *url;
+	const char *alias = NULL;
+	char why[128];
+	char code[64];
+	char key[64];
+	char created_at[32];
+	char short_url[URL_SHORTENER_BASE_URL_MAX + 64];
+	char *link_text = NULL;
+	cJSON *reply = NULL;
+	enum kit_store_result result = KIT_STORE_ERROR;
+	int attempts;
+	int written;
+	int status;
+
+	/* 1. The body: url (a string) and alias (a string, or absent/null). */
+	status = kit_request_json(req, &body);
+	if (status != KIT_NEXT)
+		return status;
+	url_item = cJSON_GetObjectItemCaseSensitive(body, "url");
+	if (url_item == NULL)
+		return kit_problem(req, 400, "url is required");
+	if (!cJSON_IsString(url_item) || url_item->valuestring == NULL)
+		return kit_problem(req, 400, "url must be a string");
+	url = url_item->valuestring;
+	alias_item = cJSON_GetObjectItemCaseSensitive(body, "alias");
+	if (alias_item != NULL && !cJSON_IsNull(alias_item)) {
+		if (!cJSON_IsString(alias_item) || alias_item->valuestring == NULL)
+			return kit_problem(req, 400, "alias must be a string");
+		alias = alias_item->valuestring;
+	}
+
+	/* 2. The rules of docs/api.md. */
+	if (!url_is_acceptable(url, why, sizeof(why)))
+		return kit_problem(req, 400, "%s", why);
+	if (alias != NULL && !alias_is_valid(alias))
+		return kit_problem(req, 400, "alias must be 3-32 characters of A-Z a-z 0-9 _ -");
+	if (url_shortener_format_time(time(NULL), created_at,
+				      sizeof(created_at)) != 0)
+		return kit_problem(req, 500, "could not read the clock");
+
+	/* 3. Store it under the alias, or under a fresh code: SET NX never
+	 *    replaces someone else's link. A taken alias is the caller's
+	 *    problem (409); a taken generated code is drawn again. */
+	attempts = alias != NULL ? 1 : URL_SHORTENER_CODE_ATTEMPTS;
+	for (int attempt = 0; attempt < attempts; attempt++) {
+		if (alias != NULL) {
+			/* alias_is_valid() keeps it to 32 bytes: it fits. */
+			memcpy(code, alias, strlen(alias) + 1);
+		} else if (url_shortener_generate_code(code) != 0) {
+			fprintf(stderr, "url-shortener: request %s: getrandom: %s\n",
+				req->request_id, strerror(errno));
+			status = kit_problem(req, 500, "could not generate a code");
+			goto out;
+		}
+		free(link_text);
+		link_text = url_shortener_link_text(code, url, owner, created_at);
+		if (link_text == NULL ||
+		    url_shortener_key(key, sizeof(key), code) != 0) {
+			status = kit_problem(req, 500, "out of memory");
+			goto out;
+		}
+		result = kit_store_set_nx(store, key, link_text,
+					  strlen(link_text));
+		if (result != KIT_STORE_EXISTS)
+			break;
+	}
+	if (result == KIT_STORE_EXISTS && alias != NULL) {
+		status = kit_problem(req, 409, "alias is taken");
+		goto out;
+	}
+	if (result == KIT_STORE_EXISTS) {
+		fprintf(stderr, "url-shortener: request %s: %d generated codes in a row were taken\n",
+			req->request_id, attempts);
+		status = kit_problem(req, 503, "could not find a free code; try again");
+		goto out;
+	}
+	if (result != KIT_STORE_OK) {
+		status = url_shortener_store_unavailable(req, store);
+		goto out;
+	}
+
+	/* 4. Tell analytics. The link exists either way, so a lost event is
+	 *    counted and logged, not turned into an error for the caller. */
+	if (url_shortener_config.events->link_created(req, code, owner) != 0) {
+		kit_metric_add(url_shortener_links_unannounced_total, NULL, 1);
+		fprintf(stderr, "url-shortener: request %s: analytics did not record new link %s\n",
+			req->request_id, code);
+	}
+
+	/* 5. Answer. The base is at most 511 bytes and the code 32, so
+	 *    short_url always fits; the check is for whoever changes that. */
+	written = snprintf(short_url, sizeof(short_url), "%s/r/%s",
+			   url_shortener_config.public_base_url, code);
+	if (written < 0 || (size_t)written >= sizeof(short_url)) {
+		status = kit_problem(req, 500, "short_url does not fit");
+		goto out;
+	}
+	reply = cJSON_CreateObject();
+	if (cJSON_AddStringToObject(reply, "code", code) == NULL ||
+	    cJSON_AddStringToObject(reply, "short_url", short_url) == NULL ||
+	    cJSON_AddStringToObject(reply, "url", url) == NULL ||
+	    cJSON_AddStringToObject(reply, "owner", owner) == NULL ||
+	    cJSON_AddStringToObject(reply, "created_at", created_at) == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+	status = kit_respond_json(req, 201, reply);
+out:
+	cJSON_Delete(reply);
+	free(link_text);
+	return status;
+}
+
+/* GET /expand/:code -> 200 {"code","url","created_at"}; 404. */
+static int url_shortener_expand(struct kit_request *req)
+{
+	struct url_shortener_link link;
+	cJSON *reply = NULL;
+	int status;
+
+	status = url_shortener_link_load(req, &link);
+	if (status != KIT_NEXT)
+		return status;
+	reply = cJSON_CreateObject();
+	if (cJSON_AddStringToObject(reply, "code",
+				    kit_request_param(req, "code")) == NULL ||
+	    cJSON_AddStringToObject(reply, "url", link.url) == NULL ||
+	    cJSON_AddStringToObject(reply, "created_at", link.created_at) == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+	status = kit_respond_json(req, 200, reply);
+out:
+	cJSON_Delete(reply);
+	cJSON_Delete(link.json);
+	return status;
+}
+
+/* GET /r/:code -> 302 Location: <url>, Cache-Control: no-store; then the
+ * click goes to analytics. */
+static int url_shortener_redirect(struct kit_request *req)
+{
+	const char *code = kit_request_param(req, "code");
+	struct url_shortener_link link;
+	int status;
+
+	/* 1. The link. */
+	status = url_shortener_link_load(req, &link);
+	if (status != KIT_NEXT)
+		return status;
+
+	/* 2. The redirect. no-store: a cached 302 would hide later clicks
+	 *    from analytics. */
+	kit_response_header(req, "Location", link.url);
+	kit_response_header(req, "Cache-Control", "no-store");
+	status = kit_respond(req, 302, NULL, NULL, 0);
+
+	/* 3. The click, after the client has its answer. A HEAD (link
+	 *    checkers, previews) is not someone following the link. */
+	if (strcmp(req->method, "HEAD") != 0 &&
+	    url_shortener_config.events->clicked(
+		    req, code, kit_request_header(req, "Referer"),
+		    kit_request_header(req, "User-Agent")) != 0) {
+		kit_metric_add(url_shortener_clicks_lost_total, NULL, 1);
+		fprintf(stderr, "url-shortener: request %s: click on %s was not recorded\n",
+			req->request_id, code);
+	}
+	cJSON_Delete(link.json);
+	return status;
+}
+
+/* PUBLIC_BASE_URL into url_shortener_config. Returns 0, or -1 after
+ * kit_app_fail(). */
+static int url_shortener_load_base_url(struct kit_app *app)
+{
+	char *base = url_shortener_config.public_base_url;
+	size_t base_size = sizeof(url_shortener_config.public_base_url);
+	const char *value = kit_env_string("PUBLIC_BASE_URL", NULL);
+	char why[128];
+	size_t len;
+	int written;
+
+	if (value == NULL)
+		written = snprintf(base, base_size, "http://localhost:%d",
+				   kit_app_port(app));
+	else
+		written = snprintf(base, base_size, "%s", value);
+	if (written < 0 || (size_t)written >= base_size) {
+		kit_app_fail(app, "PUBLIC_BASE_URL: longer than %zu bytes",
+			     base_size - 1);
+		return -1;
+	}
+	if (!url_is_acceptable(base, why, sizeof(why))) {
+		kit_app_fail(app, "PUBLIC_BASE_URL: %s", why);
+		return -1;
+	}
+	if (strpbrk(base, "?#") != NULL) {
+		kit_app_fail(app, "PUBLIC_BASE_URL: must not have a query or fragment");
+		return -1;
+	}
+	/* "https://s.example/" + "/r/abc" would give a double slash. */
+	len = strlen(base);
+	while (len > 0 && base[len - 1] == '/')
+		base[--len] = '\0';
+	return 0;
+}
+
+void url_shortener_mount(struct kit_app *app,
+			 const struct analytics_events *events)
+{
+	/* 1. Configuration. */
+	if (events == NULL || events->link_created == NULL ||
+	    events->clicked == NULL) {
+		kit_app_fail(app, "url-shortener: mounted without analytics events");
+		return;
+	}
+	url_shortener_config.events = events;
+	if (url_shortener_load_base_url(app) != 0)
+		return;
+
+	/* 2. Metrics. */
+	url_shortener_clicks_lost_total = kit_metric_register(
+		KIT_COUNTER, "url_shortener_clicks_lost_total",
+		"Redirects whose click analytics did not record.", NULL, NULL, 0);
+	url_shortener_links_unannounced_total = kit_metric_register(
+		KIT_COUNTER, "url_shortener_links_unannounced_total",
+		"New links analytics did not record (their analytics read 404).",
+		NULL, NULL, 0);
+	if (url_shortener_clicks_lost_total == NULL ||
+	    url_shortener_links_unannounced_total == NULL) {
+		kit_app_fail(app, "url-shortener: could not register its metrics");
+		return;
+	}
+	/* Shown as 0 from the start: an alert on "lost > 0" needs a series. */
+	kit_metric_add(url_shortener_clicks_lost_total, NULL, 0);
+	kit_metric_add(url_shortener_links_unannounced_total, NULL, 0);
+
+	/* 3. Routes. */
+	kit_route(app, "POST", "/shorten", url_shortener_shorten,
+		  KIT_AUTHENTICATED);
+	kit_route(app, "GET", "/expand/:code", url_shortener_expand,
+		  KIT_PUBLIC);
+	kit_route(app, "GET", "/r/:code", url_shortener_redirect, KIT_PUBLIC);
+}

@@ -1,0 +1,509 @@
+/*
+ * services/users/users.c - accounts: register, log in, who am I.
+ *
+ *   POST /auth/register  stores "user:<username>" with SET NX: a taken name
+ *                        answers 409 and is never overwritten
+ *   POST /auth/login     checks the password and signs a JWT (kit/jwt.h)
+ *   GET  /users/me       the caller's record, by req->user.subject
+ *
+ * A record is JSON {username, tier, password, created_at}; password is
+ * password.c's PBKDF2 string. Login answers an unknown name and a wrong
+ * password with the same 401 after the same PBKDF2 work (a dummy hash for
+ * unknown names), so neither the answer nor its timing reveals who exists.
+ * users_config is written by users_mount() before the server starts and
+ * only read after, so worker threads share it without a lock.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "kit/kit.h"
+#include "users/password.h"
+#include "users/users.h"
+
+#define USERS_NAME_MIN 3
+#define USERS_NAME_MAX 32
+#define USERS_PASSWORD_MIN 8
+#define USERS_PASSWORD_MAX 128
+/* PBKDF2 iterations below this need ALLOW_INSECURE_DEV_SECRET=true. */
+#define USERS_ITERATIONS_FLOOR 100000
+#define USERS_PREMIUM_LIST_MAX 4096
+
+struct users_config {
+	struct kit_jwt_config jwt;      /* JWT_*: key, algorithm, ttl of tokens  */
+	unsigned iterations;            /* PASSWORD_PBKDF2_ITERATIONS, 600000    */
+	/* PREMIUM_USERS normalised to ",alice,bob," so that membership is one
+	 * strstr() of ",<name>,"; "," when nobody is premium. */
+	char premium_users[USERS_PREMIUM_LIST_MAX];
+	/* A hash of a password nobody has, verified when the username is
+	 * unknown so that a miss costs as much as a wrong password. */
+	char dummy_hash[PASSWORD_ENCODED_MAX];
+};
+
+static struct users_config users_config;
+
+/* users_logins_total{result="success"|"failure"}. */
+static struct kit_metric *users_logins_total;
+
+/* ^[a-z0-9][a-z0-9_.-]{2,31}$ (docs/api.md). */
+static bool users_name_is_valid(const char *name, size_t len)
+{
+	if (len < USERS_NAME_MIN || len > USERS_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		bool alphanumeric = (c >= 'a' && c <= 'z') ||
+				    (c >= '0' && c <= '9');
+
+		if (alphanumeric)
+			continue;
+		if (i > 0 && (c == '_' || c == '.' || c == '-'))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+static bool users_username_is_valid(const char *username)
+{
+	return users_name_is_valid(username,
+				   strnlen(username, USERS_NAME_MAX + 1));
+}
+
+/* PREMIUM_USERS ("alice, bob") into users_config.premium_users
+ * (",alice,bob,"). Returns 0, or -1 after kit_app_fail(). */
+static int users_load_premium(struct kit_app *app, const char *list)
+{
+	char *out = users_config.premium_users;
+	size_t out_size = sizeof(users_config.premium_users);
+	size_t used = 1;
+	const char *p = list;
+
+	out[0] = ',';
+	out[1] = '\0';
+	while (*p != '\0') {
+		size_t len = strcspn(p, ",");
+		const char *name = p;
+		size_t name_len = len;
+
+		while (name_len > 0 && name[0] == ' ') {
+			name++;
+			name_len--;
+		}
+		while (name_len > 0 && name[name_len - 1] == ' ')
+			name_len--;
+		if (name_len > 0) {
+			if (!users_name_is_valid(name, name_len)) {
+				kit_app_fail(app, "PREMIUM_USERS: \"%.*s\" is not a valid username",
+					     (int)name_len, name);
+				return -1;
+			}
+			if (used + name_len + 2 > out_size) {
+				kit_app_fail(app, "PREMIUM_USERS: longer than %d bytes",
+					     USERS_PREMIUM_LIST_MAX - 2);
+				return -1;
+			}
+			memcpy(out + used, name, name_len);
+			used += name_len;
+			out[used++] = ',';
+			out[used] = '\0';
+		}
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+static bool users_is_premium(const char *username)
+{
+	char needle[USERS_NAME_MAX + 3];
+	int written = snprintf(needle, sizeof(needle), ",%s,", username);
+
+	if (written < 0 || (size_t)written >= sizeof(needle))
+		return false;
+	return strstr(users_config.premium_users, needle) != NULL;
+}
+
+/* PASSWORD_PBKDF2_ITERATIONS, with its floor. Returns 0, or -1 after
+ * kit_app_fail(). */
+static int users_load_iterations(struct kit_app *app)
+{
+	long iterations;
+	bool insecure_allowed;
+
+	if (kit_env_long("PASSWORD_PBKDF2_ITERATIONS",
+			 PASSWORD_DEFAULT_ITERATIONS, PASSWORD_MIN_ITERATIONS,
+			 PASSWORD_MAX_ITERATIONS,
+			 &iterations) != 0 ||
+	    kit_env_bool("ALLOW_INSECURE_DEV_SECRET", false,
+			 &insecure_allowed) != 0) {
+		kit_app_fail(app, "users: bad password hashing setting (see above)");
+		return -1;
+	}
+	if (iterations < USERS_ITERATIONS_FLOOR) {
+		if (!insecure_allowed) {
+			kit_app_fail(app, "PASSWORD_PBKDF2_ITERATIONS: %ld is below the minimum of %d (ALLOW_INSECURE_DEV_SECRET=true allows it, for tests only)",
+				     iterations, USERS_ITERATIONS_FLOOR);
+			return -1;
+		}
+		fprintf(stderr, "users: WARNING: PASSWORD_PBKDF2_ITERATIONS=%ld is below %d; passwords are cheap to guess (ALLOW_INSECURE_DEV_SECRET=true, development only)\n",
+			iterations, USERS_ITERATIONS_FLOOR);
+	}
+	users_config.iterations = (unsigned)iterations;
+	return 0;
+}
+
+/* "2026-11-28T04:00:00Z" into out (at least 21 bytes). Returns 0 or -1. */
+static int users_format_time(time_t when, char *out, size_t out_size)
+{
+	struct tm utc;
+
+	if (gmtime_r(&when, &utc) == NULL)
+		return -1;
+	if (strftime(out, out_size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+		return -1;
+	return 0;
+}
+
+/* "user:<username>" into key. Returns 0, or -1 when it does not fit. */
+static int users_key(char *key, size_t key_size, const char *username)
+{
+	int written = snprintf(key, key_size, "user:%s", username);
+
+	if (written < 0 || (size_t)written >= key_size)
+		return -1;
+	return 0;
+}
+
+/* Answers 503 for a store error and logs the reason with the request id. */
+static int users_store_unavailable(struct kit_request *req,
+				   struct kit_store *store)
+{
+	fprintf(stderr, "users: request %s: storage error: %s\n",
+		req->request_id, kit_store_error(store));
+	return kit_problem(req, 503, "storage unavailable");
+}
+
+/* The string member name of body into *value (owned by body). Returns
+ * KIT_NEXT, or answers 400 (missing, or not a string) and returns it. */
+static int users_body_string(struct kit_request *req, const cJSON *body,
+			     const char *name, const char **value)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, name);
+
+	if (item == NULL)
+		return kit_problem(req, 400, "%s is required", name);
+	if (!cJSON_IsString(item) || item->valuestring == NULL)
+		return kit_problem(req, 400, "%s must be a string", name);
+	*value = item->valuestring;
+	return KIT_NEXT;
+}
+
+/* A user's stored record. json owns the strings. */
+struct users_record {
+	cJSON *json;
+	const char *username;
+	const char *tier;
+	const char *password;
+	const char *created_at;
+};
+
+static void users_record_free(struct users_record *record)
+{
+	cJSON_Delete(record->json);
+	record->json = NULL;
+}
+
+static const char *users_record_string(const cJSON *json, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, name);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+/* Reads "user:<username>" (username already valid). Returns KIT_NEXT with
+ * *found saying whether the user exists and, when it does, *record filled
+ * (free with users_record_free()); or answers 503 (store) / 500 (a record
+ * that is not what register wrote) and returns that status. */
+static int users_record_load(struct kit_request *req, const char *username,
+			     struct users_record *record, bool *found)
+{
+	struct kit_store *store = kit_request_store(req);
+	char key[64];
+	char *text = NULL;
+	enum kit_store_result result;
+
+	memset(record, 0, sizeof(*record));
+	*found = false;
+	if (users_key(key, sizeof(key), username) != 0)
+		return KIT_NEXT; /* too long to be anyone's name */
+
+	result = kit_store_get(store, key, &text, NULL);
+	if (result == KIT_STORE_NOT_FOUND)
+		return KIT_NEXT;
+	if (result != KIT_STORE_OK)
+		return users_store_unavailable(req, store);
+
+	record->json = cJSON_Parse(text);
+	free(text);
+	record->username = users_record_string(record->json, "username");
+	record->tier = users_record_string(record->json, "tier");
+	record->password = users_record_string(record->json, "password");
+	record->created_at = users_record_string(record->json, "created_at");
+	if (record->username == NULL || record->tier == NULL ||
+	    record->password == NULL || record->created_at == NULL) {
+		fprintf(stderr, "users: request %s: record %s is damaged\n",
+			req->request_id, key);
+		users_record_free(record);
+		return kit_problem(req, 500, "user record is damaged");
+	}
+	*found = true;
+	return KIT_NEXT;
+}
+
+/* POST /auth/register {"username","password"} -> 201
+ * {"username","tier","created_at"}; 409 when the name is taken. */
+static int users_register(struct kit_request *req)
+{
+	struct kit_store *store = kit_request_store(req);
+	cJSON *body;
+	const char *username;
+	const char *password;
+	size_t password_len;
+	const char *tier;
+	char encoded[PASSWORD_ENCODED_MAX];
+	char created_at[32];
+	char key[64];
+	cJSON *record = NULL;
+	char *record_text = NULL;
+	cJSON *reply = NULL;
+	enum kit_store_result result;
+	int status;
+
+	/* 1. The body: two strings that follow docs/api.md's rules. */
+	status = kit_request_json(req, &body);
+	if (status != KIT_NEXT)
+		return status;
+	status = users_body_string(req, body, "username", &username);
+	if (status != KIT_NEXT)
+		return status;
+	status = users_body_string(req, body, "password", &password);
+	if (status != KIT_NEXT)
+		return status;
+	if (!users_username_is_valid(username))
+		return kit_problem(req, 400, "username must be 3-32 characters of a-z 0-9 _ . - starting with a letter or digit");
+	password_len = strnlen(password, USERS_PASSWORD_MAX + 1);
+	if (password_len < USERS_PASSWORD_MIN ||
+	    password_len > USERS_PASSWORD_MAX)
+		return kit_problem(req, 400, "password must be 8-128 bytes");
+
+	/* 2. The record: tier from PREMIUM_USERS, the password hashed. */
+	tier = users_is_premium(username) ? "premium" : "free";
+	if (password_hash(password, users_config.iterations, encoded,
+			  sizeof(encoded)) != 0) {
+		fprintf(stderr, "users: request %s: password hashing failed\n",
+			req->request_id);
+		return kit_problem(req, 500, "could not hash the password");
+	}
+	if (users_format_time(time(NULL), created_at, sizeof(created_at)) != 0 ||
+	    users_key(key, sizeof(key), username) != 0) {
+		status = kit_problem(req, 500, "could not build the record");
+		goto out;
+	}
+	record = cJSON_CreateObject();
+	if (cJSON_AddStringToObject(record, "username", username) == NULL ||
+	    cJSON_AddStringToObject(record, "tier", tier) == NULL ||
+	    cJSON_AddStringToObject(record, "password", encoded) == NULL ||
+	    cJSON_AddStringToObject(record, "created_at", created_at) == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+	record_text = cJSON_PrintUnformatted(record);
+	if (record_text == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+
+	/* 3. Store it only if the name is free: never overwrite an account. */
+	result = kit_store_set_nx(store, key, record_text, strlen(record_text));
+	if (result == KIT_STORE_EXISTS) {
+		status = kit_problem(req, 409, "username is taken");
+		goto out;
+	}
+	if (result != KIT_STORE_OK) {
+		status = users_store_unavailable(req, store);
+		goto out;
+	}
+
+	/* 4. Answer without the hash. */
+	reply = cJSON_CreateObject();
+	if (cJSON_AddStringToObject(reply, "username", username) == NULL ||
+	    cJSON_AddStringToObject(reply, "tier", tier) == NULL ||
+	    cJSON_AddStringToObject(reply, "created_at", created_at) == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+	status = kit_respond_json(req, 201, reply);
+out:
+	cJSON_Delete(reply);
+	free(record_text);
+	cJSON_Delete(record);
+	return status;
+}
+
+/* POST /auth/login {"username","password"} -> 200 {"token","token_type",
+ * "expires_in","username","tier"}; 401 for a wrong name or password. */
+static int users_login(struct kit_request *req)
+{
+	cJSON *body;
+	const char *username;
+	const char *password;
+	struct users_record record = { 0 };
+	bool found = false;
+	bool password_ok;
+	char *token = NULL;
+	cJSON *reply = NULL;
+	int status;
+
+	/* 1. The body. */
+	status = kit_request_json(req, &body);
+	if (status != KIT_NEXT)
+		return status;
+	status = users_body_string(req, body, "username", &username);
+	if (status != KIT_NEXT)
+		return status;
+	status = users_body_string(req, body, "password", &password);
+	if (status != KIT_NEXT)
+		return status;
+
+	/* 2. The record. A name register would refuse cannot exist, so it
+	 *    never reaches the store and is treated as unknown. */
+	if (users_username_is_valid(username)) {
+		status = users_record_load(req, username, &record, &found);
+		if (status != KIT_NEXT)
+			return status;
+	}
+
+	/* 3. The password. An unknown name costs the same PBKDF2 work as a
+	 *    known one, and gets the same answer as a wrong password. */
+	if (found) {
+		password_ok = password_verify(password, record.password);
+	} else {
+		(void)password_verify(password, users_config.dummy_hash);
+		password_ok = false;
+	}
+	if (!password_ok) {
+		kit_metric_add(users_logins_total,
+			       (const char *const[]){ "failure" }, 1);
+		/* A 401 names its scheme (RFC 9110); no error code, since the
+		 * client sent no token (RFC 6750 section 3.1). */
+		kit_response_header(req, "WWW-Authenticate", "Bearer realm=\"api\"");
+		status = kit_problem(req, 401, "wrong username or password");
+		goto out;
+	}
+
+	/* 4. The token, with the tier the account was registered with. */
+	token = kit_jwt_issue(&users_config.jwt, record.username, record.tier,
+			      time(NULL));
+	if (token == NULL) {
+		fprintf(stderr, "users: request %s: signing a token failed\n",
+			req->request_id);
+		status = kit_problem(req, 500, "could not issue a token");
+		goto out;
+	}
+	reply = cJSON_CreateObject();
+	if (cJSON_AddStringToObject(reply, "token", token) == NULL ||
+	    cJSON_AddStringToObject(reply, "token_type", "Bearer") == NULL ||
+	    cJSON_AddNumberToObject(reply, "expires_in",
+				    (double)users_config.jwt.ttl_seconds) == NULL ||
+	    cJSON_AddStringToObject(reply, "username", record.username) == NULL ||
+	    cJSON_AddStringToObject(reply, "tier", record.tier) == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+	kit_metric_add(users_logins_total, (const char *const[]){ "success" },
+		       1);
+	status = kit_respond_json(req, 200, reply);
+out:
+	cJSON_Delete(reply);
+	free(token);
+	users_record_free(&record);
+	return status;
+}
+
+/* GET /users/me -> 200 {"username","tier","created_at"} of the caller. */
+static int users_me(struct kit_request *req)
+{
+	struct users_record record = { 0 };
+	bool found = false;
+	cJSON *reply = NULL;
+	int status;
+
+	/* The subject comes from a verified token or the gateway's identity
+	 * header; it is still checked before it becomes a store key. */
+	if (users_username_is_valid(req->user.subject)) {
+		status = users_record_load(req, req->user.subject, &record,
+					   &found);
+		if (status != KIT_NEXT)
+			return status;
+	}
+	if (!found)
+		return kit_problem(req, 404, "user no longer exists");
+
+	reply = cJSON_CreateObject();
+	if (cJSON_AddStringToObject(reply, "username", record.username) == NULL ||
+	    cJSON_AddStringToObject(reply, "tier", record.tier) == NULL ||
+	    cJSON_AddStringToObject(reply, "created_at", record.created_at) == NULL) {
+		status = kit_problem(req, 500, "out of memory");
+		goto out;
+	}
+	status = kit_respond_json(req, 200, reply);
+out:
+	cJSON_Delete(reply);
+	users_record_free(&record);
+	return status;
+}
+
+void users_mount(struct kit_app *app)
+{
+	/* 1. Configuration: signing key, hashing cost, premium names. */
+	if (kit_jwt_config_from_env(&users_config.jwt) != 0) {
+		kit_app_fail(app, "users: bad JWT setting (see above)");
+		return;
+	}
+	if (users_load_iterations(app) != 0)
+		return;
+	if (users_load_premium(app, kit_env_string("PREMIUM_USERS", "")) != 0)
+		return;
+
+	/* 2. The dummy hash, at the configured cost so that it takes as long
+	 *    to verify as a real one. */
+	if (password_hash("users: no account has this password",
+			  users_config.iterations, users_config.dummy_hash,
+			  sizeof(users_config.dummy_hash)) != 0) {
+		kit_app_fail(app, "users: could not compute the dummy password hash (OpenSSL)");
+		return;
+	}
+
+	/* 3. Metrics and routes. */
+	users_logins_total = kit_metric_register(
+		KIT_COUNTER, "users_logins_total",
+		"Login attempts by result (success or failure).",
+		(const char *const[]){ "result", NULL }, NULL, 0);
+	if (users_logins_total == NULL) {
+		kit_app_fail(app, "users: could not register users_logins_total");
+		return;
+	}
+	/* Both series exist from the start, so /metrics shows 0 rather than
+	 * nothing and rate() has a first sample. */
+	kit_metric_add(users_logins_total, (const char *const[]){ "success" }, 0);
+	kit_metric_add(users_logins_total, (const char *const[]){ "failure" }, 0);
+	kit_route(app, "POST", "/auth/register", users_register, KIT_PUBLIC);
+	kit_route(app, "POST", "/auth/login", users_login, KIT_PUBLIC);
+	kit_route(app, "GET", "/users/me", users_me, KIT_AUTHENTICATED);
+}
