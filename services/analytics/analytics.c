@@ -318,11 +318,8 @@ static int analytics_get(struct kit_request *req)
 	result = kit_store_hash_get_all(store, key, &hash);
 	if (result == KIT_STORE_NOT_FOUND)
 		return kit_problem(req, 404, "no analytics for this code");
-	if (result != KIT_STORE_OK) {
-		fprintf(stderr, "analytics: request %s: storage error: %s\n",
-			req->request_id, kit_store_error(store));
-		return kit_problem(req, 503, "storage unavailable");
-	}
+	if (result != KIT_STORE_OK)
+		return kit_problem_store(req, store);
 
 	/* 2. Only the owner may read it. A hash without an owner holds clicks
 	 *    on a link whose creation analytics never heard of (see

@@ -76,18 +76,6 @@ static int url_shortener_generate_code(char code[URL_SHORTENER_CODE_LENGTH + 1])
 	return 0;
 }
 
-/* "2026-11-28T04:00:00Z" into out. Returns 0 or -1. */
-static int url_shortener_format_time(time_t when, char *out, size_t out_size)
-{
-	struct tm utc;
-
-	if (gmtime_r(&when, &utc) == NULL)
-		return -1;
-	if (strftime(out, out_size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
-		return -1;
-	return 0;
-}
-
 /* "link:<code>" into key. Returns 0, or -1 when it does not fit. */
 static int url_shortener_key(char *key, size_t key_size, const char *code)
 {
@@ -96,15 +84,6 @@ static int url_shortener_key(char *key, size_t key_size, const char *code)
 	if (written < 0 || (size_t)written >= key_size)
 		return -1;
 	return 0;
-}
-
-/* Answers 503 for a store error and logs the reason with the request id. */
-static int url_shortener_store_unavailable(struct kit_request *req,
-					   struct kit_store *store)
-{
-	fprintf(stderr, "url-shortener: request %s: storage error: %s\n",
-		req->request_id, kit_store_error(store));
-	return kit_problem(req, 503, "storage unavailable");
 }
 
 /* Builds the stored form of a link. Returns malloc'd JSON text (the caller
@@ -165,7 +144,7 @@ static int url_shortener_link_load(struct kit_request *req,
 	if (result == KIT_STORE_NOT_FOUND)
 		return kit_problem(req, 404, "no such short link");
 	if (result != KIT_STORE_OK)
-		return url_shortener_store_unavailable(req, store);
+		return kit_problem_store(req, store);
 
 	link->json = cJSON_Parse(text);
 	free(text);
@@ -191,8 +170,6 @@ static int url_shortener_shorten(struct kit_request *req)
 	struct kit_store *store = kit_request_store(req);
 	const char *owner = req->user.subject;
 	cJSON *body;
-	const cJSON *url_item;
-	const cJSON *alias_item;
 	const char *url;
 	const char *alias = NULL;
 	char why[128];
@@ -211,25 +188,19 @@ static int url_shortener_shorten(struct kit_request *req)
 	status = kit_request_json(req, &body);
 	if (status != KIT_NEXT)
 		return status;
-	url_item = cJSON_GetObjectItemCaseSensitive(body, "url");
-	if (url_item == NULL)
-		return kit_problem(req, 400, "url is required");
-	if (!cJSON_IsString(url_item) || url_item->valuestring == NULL)
-		return kit_problem(req, 400, "url must be a string");
-	url = url_item->valuestring;
-	alias_item = cJSON_GetObjectItemCaseSensitive(body, "alias");
-	if (alias_item != NULL && !cJSON_IsNull(alias_item)) {
-		if (!cJSON_IsString(alias_item) || alias_item->valuestring == NULL)
-			return kit_problem(req, 400, "alias must be a string");
-		alias = alias_item->valuestring;
-	}
+	status = kit_json_string(req, body, "url", true, &url);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "alias", false, &alias);
+	if (status != KIT_NEXT)
+		return status;
 
 	/* 2. The rules of docs/api.md. */
 	if (!url_is_acceptable(url, why, sizeof(why)))
 		return kit_problem(req, 400, "%s", why);
 	if (alias != NULL && !alias_is_valid(alias))
 		return kit_problem(req, 400, "alias must be 3-32 characters of A-Z a-z 0-9 _ -");
-	if (url_shortener_format_time(time(NULL), created_at,
+	if (kit_utc_timestamp(time(NULL), created_at,
 				      sizeof(created_at)) != 0)
 		return kit_problem(req, 500, "could not read the clock");
 
@@ -270,7 +241,7 @@ static int url_shortener_shorten(struct kit_request *req)
 		goto out;
 	}
 	if (result != KIT_STORE_OK) {
-		status = url_shortener_store_unavailable(req, store);
+		status = kit_problem_store(req, store);
 		goto out;
 	}
 

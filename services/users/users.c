@@ -158,18 +158,6 @@ static int users_load_iterations(struct kit_app *app)
 	return 0;
 }
 
-/* "2026-11-28T04:00:00Z" into out (at least 21 bytes). Returns 0 or -1. */
-static int users_format_time(time_t when, char *out, size_t out_size)
-{
-	struct tm utc;
-
-	if (gmtime_r(&when, &utc) == NULL)
-		return -1;
-	if (strftime(out, out_size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
-		return -1;
-	return 0;
-}
-
 /* "user:<username>" into key. Returns 0, or -1 when it does not fit. */
 static int users_key(char *key, size_t key_size, const char *username)
 {
@@ -178,30 +166,6 @@ static int users_key(char *key, size_t key_size, const char *username)
 	if (written < 0 || (size_t)written >= key_size)
 		return -1;
 	return 0;
-}
-
-/* Answers 503 for a store error and logs the reason with the request id. */
-static int users_store_unavailable(struct kit_request *req,
-				   struct kit_store *store)
-{
-	fprintf(stderr, "users: request %s: storage error: %s\n",
-		req->request_id, kit_store_error(store));
-	return kit_problem(req, 503, "storage unavailable");
-}
-
-/* The string member name of body into *value (owned by body). Returns
- * KIT_NEXT, or answers 400 (missing, or not a string) and returns it. */
-static int users_body_string(struct kit_request *req, const cJSON *body,
-			     const char *name, const char **value)
-{
-	const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, name);
-
-	if (item == NULL)
-		return kit_problem(req, 400, "%s is required", name);
-	if (!cJSON_IsString(item) || item->valuestring == NULL)
-		return kit_problem(req, 400, "%s must be a string", name);
-	*value = item->valuestring;
-	return KIT_NEXT;
 }
 
 /* A user's stored record. json owns the strings. */
@@ -247,7 +211,7 @@ static int users_record_load(struct kit_request *req, const char *username,
 	if (result == KIT_STORE_NOT_FOUND)
 		return KIT_NEXT;
 	if (result != KIT_STORE_OK)
-		return users_store_unavailable(req, store);
+		return kit_problem_store(req, store);
 
 	record->json = cJSON_Parse(text);
 	free(text);
@@ -289,10 +253,10 @@ static int users_register(struct kit_request *req)
 	status = kit_request_json(req, &body);
 	if (status != KIT_NEXT)
 		return status;
-	status = users_body_string(req, body, "username", &username);
+	status = kit_json_string(req, body, "username", true, &username);
 	if (status != KIT_NEXT)
 		return status;
-	status = users_body_string(req, body, "password", &password);
+	status = kit_json_string(req, body, "password", true, &password);
 	if (status != KIT_NEXT)
 		return status;
 	if (!users_username_is_valid(username))
@@ -310,7 +274,7 @@ static int users_register(struct kit_request *req)
 			req->request_id);
 		return kit_problem(req, 500, "could not hash the password");
 	}
-	if (users_format_time(time(NULL), created_at, sizeof(created_at)) != 0 ||
+	if (kit_utc_timestamp(time(NULL), created_at, sizeof(created_at)) != 0 ||
 	    users_key(key, sizeof(key), username) != 0) {
 		status = kit_problem(req, 500, "could not build the record");
 		goto out;
@@ -336,7 +300,7 @@ static int users_register(struct kit_request *req)
 		goto out;
 	}
 	if (result != KIT_STORE_OK) {
-		status = users_store_unavailable(req, store);
+		status = kit_problem_store(req, store);
 		goto out;
 	}
 
@@ -374,10 +338,10 @@ static int users_login(struct kit_request *req)
 	status = kit_request_json(req, &body);
 	if (status != KIT_NEXT)
 		return status;
-	status = users_body_string(req, body, "username", &username);
+	status = kit_json_string(req, body, "username", true, &username);
 	if (status != KIT_NEXT)
 		return status;
-	status = users_body_string(req, body, "password", &password);
+	status = kit_json_string(req, body, "password", true, &password);
 	if (status != KIT_NEXT)
 		return status;
 

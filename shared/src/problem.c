@@ -19,6 +19,7 @@
 #include "internal.h"
 #include "kit/request.h"
 #include "kit/response.h"
+#include "kit/store.h"
 
 const char *kit_problem_slug(int status)
 {
@@ -101,4 +102,11 @@ int kit_problem_ext(struct kit_request *req, int status, cJSON *extra,
 	result = send_problem(req, status, extra, fmt, args);
 	va_end(args);
 	return result;
+}
+
+int kit_problem_store(struct kit_request *req, const struct kit_store *store)
+{
+	fprintf(stderr, "%s: request %s: storage error: %s\n",
+		kit_app_name(req->app), req->request_id, kit_store_error(store));
+	return kit_problem(req, 503, "storage unavailable");
 }

@@ -26,6 +26,17 @@ uint64_t kit_now_ns(void)
 	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
 }
 
+int kit_utc_timestamp(long long when, char *out, size_t size)
+{
+	time_t seconds = (time_t)when;
+	struct tm utc;
+
+	if (gmtime_r(&seconds, &utc) == NULL ||
+	    strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+		return -1;
+	return 0;
+}
+
 const char *kit_request_header(const struct kit_request *req, const char *name)
 {
 	if (req->conn == NULL)
@@ -118,5 +129,22 @@ int kit_request_json(struct kit_request *req, cJSON **out)
 	if (!cJSON_IsObject(req->json))
 		return kit_problem(req, 400, "the body must be a JSON object");
 	*out = req->json;
+	return KIT_NEXT;
+}
+
+int kit_json_string(struct kit_request *req, const cJSON *object,
+		    const char *name, bool required, const char **value)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+
+	*value = NULL;
+	if (item == NULL || cJSON_IsNull(item)) {
+		if (required)
+			return kit_problem(req, 400, "%s is required", name);
+		return KIT_NEXT;
+	}
+	if (!cJSON_IsString(item))
+		return kit_problem(req, 400, "%s must be a string", name);
+	*value = item->valuestring;
 	return KIT_NEXT;
 }

@@ -95,11 +95,22 @@ int kit_request_body(struct kit_request *req);
  * when too large, 400 when empty, malformed or not an object. */
 int kit_request_json(struct kit_request *req, struct cJSON **out);
 
+/* The string member name of a JSON object into *value (owned by object).
+ * Returns KIT_NEXT; or answers 400 ("<name> is required", "<name> must be
+ * a string") and returns 400. When required is false, a missing or null
+ * member gives *value = NULL and KIT_NEXT. */
+int kit_json_string(struct kit_request *req, const struct cJSON *object,
+		    const char *name, bool required, const char **value);
+
 /* The store (Redis connection or memory) owned by the calling worker thread,
  * opened on first use from REDIS_URL / STORE (see kit/store.h). Never NULL. */
 struct kit_store *kit_request_store(struct kit_request *req);
 
 /* Nanoseconds on the monotonic clock. */
 uint64_t kit_now_ns(void);
+
+/* when as ISO 8601 UTC, "2026-11-28T04:00:00Z", into out (at least 21
+ * bytes). Returns 0, or -1 when it does not fit. */
+int kit_utc_timestamp(long long when, char *out, size_t size);
 
 #endif

@@ -60,4 +60,10 @@ int kit_problem_ext(struct kit_request *req, int status, struct cJSON *extra,
 		    const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* A store call failed: logs kit_store_error() with the service and the
+ * request id on stderr, and answers 503 "storage unavailable" (the client
+ * is not told the internal reason). Returns 503. */
+struct kit_store;
+int kit_problem_store(struct kit_request *req, const struct kit_store *store);
+
 #endif
