@@ -374,6 +374,7 @@ out:
 
 void analytics_mount(struct kit_app *app)
 {
+	kit_app_use_store(app);
 	analytics_clicks_recorded_total = kit_metric_register(
 		KIT_COUNTER, "analytics_clicks_recorded_total",
 		"Clicks written to the analytics store.", NULL, NULL, 0);
@@ -381,7 +382,6 @@ void analytics_mount(struct kit_app *app)
 		kit_app_fail(app, "analytics: could not register analytics_clicks_recorded_total");
 		return;
 	}
-	kit_metric_add(analytics_clicks_recorded_total, NULL, 0); /* 0, not absent */
 	kit_route(app, "GET", "/analytics/:code", analytics_get,
 		  KIT_AUTHENTICATED);
 }

@@ -383,6 +383,7 @@ void url_shortener_mount(struct kit_app *app,
 	url_shortener_config.events = events;
 	if (url_shortener_load_base_url(app) != 0)
 		return;
+	kit_app_use_store(app);
 
 	/* 2. Metrics. */
 	url_shortener_clicks_lost_total = kit_metric_register(
@@ -398,8 +399,6 @@ void url_shortener_mount(struct kit_app *app,
 		return;
 	}
 	/* Shown as 0 from the start: an alert on "lost > 0" needs a series. */
-	kit_metric_add(url_shortener_clicks_lost_total, NULL, 0);
-	kit_metric_add(url_shortener_links_unannounced_total, NULL, 0);
 
 	/* 3. Routes. */
 	kit_route(app, "POST", "/shorten", url_shortener_shorten,

@@ -444,6 +444,7 @@ void users_mount(struct kit_app *app)
 		return;
 	if (users_load_premium(app, kit_env_string("PREMIUM_USERS", "")) != 0)
 		return;
+	kit_app_use_store(app);
 
 	/* 2. The dummy hash, at the configured cost so that it takes as long
 	 *    to verify as a real one. */

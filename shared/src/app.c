@@ -73,6 +73,16 @@ static int read_trusted_proxies(struct kit_app *app)
 	return 0;
 }
 
+static void *open_store(void *config)
+{
+	return kit_store_open(config);
+}
+
+static void close_store(void *store)
+{
+	kit_store_close(store);
+}
+
 struct kit_app *kit_app_new(const char *service_name, int default_port)
 {
 	struct kit_app *app = calloc(1, sizeof(*app));
@@ -98,6 +108,8 @@ struct kit_app *kit_app_new(const char *service_name, int default_port)
 	    read_trusted_proxies(app) != 0 ||
 	    kit_store_config_from_env(&app->store_config) != 0)
 		app->failed = true;
+	app->store_slot = kit_app_thread_resource(app, open_store, close_store,
+						  &app->store_config);
 	return app;
 }
 
@@ -129,29 +141,67 @@ void kit_use(struct kit_app *app, const struct kit_middleware *middleware)
 			     middleware->name);
 }
 
-void kit_route(struct kit_app *app, const char *method, const char *pattern,
-	       kit_handler_fn handler, enum kit_access access)
+void kit_route_add(struct kit_app *app, const struct kit_route_spec *spec)
 {
 	if (app->route_count == KIT_MAX_ROUTES) {
 		kit_app_fail(app, "more than %d routes", KIT_MAX_ROUTES);
 		return;
 	}
-	app->routes[app->route_count++] = (struct kit_route_entry){
+	app->routes[app->route_count++] = *spec;
+}
+
+void kit_route(struct kit_app *app, const char *method, const char *pattern,
+	       kit_handler_fn handler, enum kit_access access)
+{
+	kit_route_add(app, &(struct kit_route_spec){
 		.method = method,
 		.pattern = pattern,
 		.handler = handler,
 		.access = access,
-	};
+	});
 }
 
-void kit_app_health_check(struct kit_app *app, const char *name,
-			  kit_health_check_fn check)
+static void add_health_entry(struct kit_app *app, const char *name,
+			     kit_health_check_fn check, void *arg, bool critical)
 {
 	if (app->health_count == KIT_MAX_HEALTH_CHECKS) {
 		kit_app_fail(app, "more than %d health checks", KIT_MAX_HEALTH_CHECKS);
 		return;
 	}
-	app->health[app->health_count++] = (struct kit_health_entry){ name, check };
+	app->health[app->health_count++] =
+		(struct kit_health_entry){ name, check, arg, critical };
+}
+
+void kit_app_health_check(struct kit_app *app, const char *name,
+			  kit_health_check_fn check, void *arg)
+{
+	add_health_entry(app, name, check, arg, true);
+}
+
+void kit_app_health_report(struct kit_app *app, const char *name,
+			   kit_health_check_fn check, void *arg)
+{
+	add_health_entry(app, name, check, arg, false);
+}
+
+void kit_app_use_store(struct kit_app *app)
+{
+	if (app->uses_store)
+		return;
+	app->uses_store = true;
+	kit_app_health_check(app, "store", kit_store_health_check, NULL);
+}
+
+int kit_app_thread_resource(struct kit_app *app, void *(*create)(void *arg),
+			    void (*destroy)(void *resource), void *arg)
+{
+	if (app->resource_count == KIT_MAX_THREAD_RESOURCES) {
+		kit_app_fail(app, "more than %d per-thread resources", KIT_MAX_THREAD_RESOURCES);
+		return -1;
+	}
+	app->resources[app->resource_count] =
+		(struct kit_thread_resource_entry){ create, destroy, arg };
+	return app->resource_count++;
 }
 
 const char *kit_app_name(const struct kit_app *app) { return app->name; }
@@ -229,16 +279,19 @@ static void match_route(struct kit_request *req, char *allow, size_t allow_size)
 	req->route_status = 404;
 	allow[0] = '\0';
 	for (int i = 0; i < app->route_count; i++) {
-		const struct kit_route_entry *route = &app->routes[i];
+		const struct kit_route_spec *route = &app->routes[i];
 
 		if (!kit_route_match(route->pattern, req->path, req->params,
-				     &req->param_count))
+				     &req->param_count, &req->path_rest))
 			continue;
-		if (strcmp(route->method, req->method) == 0 ||
+		if (strcmp(route->method, "*") == 0 ||
+		    strcmp(route->method, req->method) == 0 ||
 		    (is_head && strcmp(route->method, "GET") == 0)) {
 			req->route_pattern = route->pattern;
 			req->access = route->access;
 			req->handler = route->handler;
+			req->rate_limit = route->rate_limit;
+			req->route_data = route->data;
 			req->route_status = 0;
 			return;
 		}
@@ -313,9 +366,14 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 
 static void *thread_start(const struct mg_context *ctx, int thread_type)
 {
+	struct kit_thread *thread;
+
 	if (thread_type != 1)
 		return NULL; /* only workers serve requests */
-	return calloc(1, sizeof(struct kit_thread));
+	thread = calloc(1, sizeof(*thread));
+	if (thread != NULL)
+		thread->app = mg_get_user_data(ctx);
+	return thread;
 }
 
 static void thread_stop(const struct mg_context *ctx, int thread_type,
@@ -325,7 +383,10 @@ static void thread_stop(const struct mg_context *ctx, int thread_type,
 
 	if (thread == NULL)
 		return;
-	kit_store_close(thread->store);
+	for (int i = 0; i < thread->app->resource_count; i++) {
+		if (thread->resources[i] != NULL)
+			thread->app->resources[i].destroy(thread->resources[i]);
+	}
 	free(thread);
 }
 
@@ -336,13 +397,19 @@ static int log_civetweb_message(const struct mg_connection *conn,
 	return 1;
 }
 
-struct kit_store *kit_request_store(struct kit_request *req)
+void *kit_thread_resource(struct kit_request *req, int slot)
 {
 	struct kit_thread *thread = mg_get_thread_pointer(req->conn);
+	const struct kit_thread_resource_entry *entry = &req->app->resources[slot];
 
-	if (thread->store == NULL)
-		thread->store = kit_store_open(&req->app->store_config);
-	return thread->store;
+	if (thread->resources[slot] == NULL)
+		thread->resources[slot] = entry->create(entry->arg);
+	return thread->resources[slot];
+}
+
+struct kit_store *kit_request_store(struct kit_request *req)
+{
+	return kit_thread_resource(req, req->app->store_slot);
 }
 
 int kit_app_run(struct kit_app *app)
@@ -358,7 +425,7 @@ int kit_app_run(struct kit_app *app)
 			app->name);
 		return 1;
 	}
-	if (app->store_config.kind == KIT_STORE_MEMORY)
+	if (app->uses_store && app->store_config.kind == KIT_STORE_MEMORY)
 		fprintf(stderr, "%s: STORE=memory: data lives in this process only; "
 			"NOTHING PERSISTS across a restart\n", app->name);
 

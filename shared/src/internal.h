@@ -21,16 +21,19 @@
 #define KIT_MAX_HEALTH_CHECKS 8
 #define KIT_MAX_TRUSTED_PROXIES 16
 
-struct kit_route_entry {
-	const char *method;
-	const char *pattern;
-	kit_handler_fn handler;
-	enum kit_access access;
-};
+#define KIT_MAX_THREAD_RESOURCES 8
 
 struct kit_health_entry {
 	const char *name;
 	kit_health_check_fn check;
+	void *arg;
+	bool critical;               /* failing: 503 rather than "degraded" */
+};
+
+struct kit_thread_resource_entry {
+	void *(*create)(void *arg);
+	void (*destroy)(void *resource);
+	void *arg;
 };
 
 struct kit_app {
@@ -50,24 +53,33 @@ struct kit_app {
 	void *middleware_state[KIT_MAX_MIDDLEWARE];
 	int middleware_count;
 
-	struct kit_route_entry routes[KIT_MAX_ROUTES];
+	struct kit_route_spec routes[KIT_MAX_ROUTES];
 	int route_count;
+
+	struct kit_thread_resource_entry resources[KIT_MAX_THREAD_RESOURCES];
+	int resource_count;
+	int store_slot;              /* the store is resource 0 */
 
 	struct kit_health_entry health[KIT_MAX_HEALTH_CHECKS];
 	int health_count;
 
 	struct kit_store_config store_config;
-	bool store_config_loaded;
+	bool uses_store;             /* kit_app_use_store() was called */
 };
 
 /* The state a worker thread owns (created by civetweb's init_thread, freed
- * by exit_thread): its own store connection, opened on first use. */
+ * by exit_thread): one pointer per registered resource, created on first
+ * use (kit_thread_resource). */
 struct kit_thread {
-	struct kit_store *store;
+	const struct kit_app *app;
+	void *resources[KIT_MAX_THREAD_RESOURCES];
 };
 
-/* Writes a problem body for status without going through a request (used
- * by the dispatcher for requests it cannot build a context for). */
+/* The type slug of a problem for status ("not-found"). */
 const char *kit_problem_slug(int status);
+
+/* /health's check of the store (operations.c). */
+bool kit_store_health_check(struct kit_request *req, void *arg,
+			    struct cJSON *check);
 
 #endif

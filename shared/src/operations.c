@@ -3,9 +3,10 @@
  * Prometheus) calls: GET /health and GET /metrics.
  *
  * /health answers 200 {"status":"healthy", ...} with uptime, memory and the
- * result of every check the process registered (the store's PING, and from
- * Phase 2 on the upstreams), or 503 "unhealthy" when a check fails, so a
- * load balancer takes the instance out.
+ * result of every check the process registered: 503 "unhealthy" when one
+ * of its own checks fails (the store's PING), so a load balancer takes the
+ * instance out; 200 "degraded" when only a report fails (a gateway's
+ * upstream is down, which no other gateway instance would fix).
  *
  * /metrics renders the registry (metrics_registry.c) and adds the process's
  * own gauges, read from /proc at scrape time.
@@ -53,13 +54,14 @@ static long long peak_resident_bytes(void)
 	return (long long)usage.ru_maxrss * 1024; /* Linux reports KiB */
 }
 
-static bool store_check(struct kit_request *req, char *detail, size_t size)
+bool kit_store_health_check(struct kit_request *req, void *arg, cJSON *check)
 {
 	struct kit_store *store = kit_request_store(req);
 
-	if (kit_store_ping(store) == KIT_STORE_OK)
+	if (store != NULL && kit_store_ping(store) == KIT_STORE_OK)
 		return true;
-	snprintf(detail, size, "%s", kit_store_error(store));
+	cJSON_AddStringToObject(check, "detail",
+				store != NULL ? kit_store_error(store) : "out of memory");
 	return false;
 }
 
@@ -71,7 +73,7 @@ static int health_handler(struct kit_request *req)
 	char timestamp[32];
 	time_t now = time(NULL);
 	struct tm tm;
-	bool healthy = true;
+	bool healthy = true, degraded = false;
 	int status;
 
 	if (body == NULL)
@@ -81,18 +83,21 @@ static int health_handler(struct kit_request *req)
 
 	checks = cJSON_CreateObject();
 	for (int i = 0; i < app->health_count; i++) {
-		char detail[256] = "";
-		bool ok = app->health[i].check(req, detail, sizeof(detail));
 		cJSON *check = cJSON_AddObjectToObject(checks, app->health[i].name);
+		cJSON *status_item = cJSON_AddStringToObject(check, "status", "up");
+		bool ok = app->health[i].check(req, app->health[i].arg, check);
 
-		cJSON_AddStringToObject(check, "status", ok ? "up" : "down");
 		if (!ok) {
-			cJSON_AddStringToObject(check, "detail", detail);
-			healthy = false;
+			cJSON_SetValuestring(status_item, "down");
+			if (app->health[i].critical)
+				healthy = false;
+			else
+				degraded = true;
 		}
 	}
 
-	cJSON_AddStringToObject(body, "status", healthy ? "healthy" : "unhealthy");
+	cJSON_AddStringToObject(body, "status",
+				!healthy ? "unhealthy" : degraded ? "degraded" : "healthy");
 	cJSON_AddStringToObject(body, "service", app->name);
 	cJSON_AddNumberToObject(body, "uptime_seconds", kit_app_uptime(app));
 	cJSON_AddStringToObject(body, "timestamp", timestamp);
@@ -141,6 +146,5 @@ void kit_mount_operations(struct kit_app *app)
 {
 	kit_route(app, "GET", "/health", health_handler, KIT_OPERATIONS);
 	kit_route(app, "GET", "/metrics", metrics_handler, KIT_OPERATIONS);
-	kit_app_health_check(app, "store", store_check);
 	kit_metrics_on_render(collect_process_metrics, app);
 }

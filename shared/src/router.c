@@ -3,7 +3,8 @@
  * (kit/router.h). The route table itself lives in app.c; this file only
  * answers "does this path fit this pattern, and what are its parameters".
  *
- * Patterns are literal segments and ":name" parameters. The path is the one
+ * Patterns are literal segments, ":name" parameters and, last, "..." for
+ * "this prefix and anything below it". The path is the one
  * civetweb already URL-decoded, so a parameter value is a decoded segment.
  * Pure functions: safe from any thread.
  */
@@ -21,14 +22,23 @@ static size_t segment_length(const char *s)
 }
 
 bool kit_route_match(const char *pattern, const char *path,
-		     struct kit_param *params, int *count)
+		     struct kit_param *params, int *count, const char **rest)
 {
 	const char *p = pattern;
 	const char *u = path;
 	int found = 0;
 
 	*count = 0;
+	if (rest != NULL)
+		*rest = NULL;
 	while (*p != '\0' && *u != '\0') {
+		if (strcmp(p, "...") == 0 && p > pattern && p[-1] == '/') {
+			/* A prefix route: whatever follows matches. */
+			if (rest != NULL)
+				*rest = u - 1;
+			*count = found;
+			return true;
+		}
 		if (*p == '/' || *u == '/') {
 			if (*p != *u)
 				return false;
@@ -54,6 +64,20 @@ bool kit_route_match(const char *pattern, const char *path,
 		}
 		p += plen;
 		u += ulen;
+	}
+	if (*u == '\0' && strcmp(p, "/...") == 0) {
+		/* "/api/v1/auth" against "/api/v1/auth/...": the prefix itself. */
+		if (rest != NULL)
+			*rest = u;
+		*count = found;
+		return true;
+	}
+	if (*u == '\0' && strcmp(p, "...") == 0 && p > pattern && p[-1] == '/') {
+		/* "/api/v1/auth/" against "/api/v1/auth/...". */
+		if (rest != NULL)
+			*rest = u - 1;
+		*count = found;
+		return true;
 	}
 	if (*p != '\0' || *u != '\0')
 		return false; /* one is a prefix of the other */

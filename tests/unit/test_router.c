@@ -24,7 +24,7 @@ static bool match(const char *pattern, const char *path,
 {
 	memset(params, 0, sizeof(struct kit_param) * KIT_MAX_PARAMS);
 	*count = -1;
-	return kit_route_match(pattern, path, params, count);
+	return kit_route_match(pattern, path, params, count, NULL);
 }
 
 static void test_literal_match(void **state)

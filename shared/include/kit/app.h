@@ -74,18 +74,61 @@ void kit_app_free(struct kit_app *app);
 void kit_use(struct kit_app *app, const struct kit_middleware *middleware);
 
 /* Adds a route. pattern is a path whose segments may be ":name" parameters,
- * e.g. "/expand/:code". method is "GET", "POST", ... (HEAD is answered by
- * GET routes). pattern must be a string literal or outlive the app. */
+ * e.g. "/expand/:code", and whose last segment may be "...": "/api/v1/auth/..."
+ * matches "/api/v1/auth" and every path below it (kit/router.h). method is
+ * "GET", "POST", ... or "*" for any (HEAD is answered by GET routes).
+ * pattern must be a string literal or outlive the app. */
 void kit_route(struct kit_app *app, const char *method, const char *pattern,
 	       kit_handler_fn handler, enum kit_access access);
 
-/* A health check reported by /health: returns true when healthy and may
- * write a short reason into detail. Checks run on the worker thread that
- * serves /health, so they may use kit_thread_store(). */
-typedef bool (*kit_health_check_fn)(struct kit_request *req, char *detail,
-				    size_t detail_size);
+struct kit_rate_limit_config;
+
+/* The same with everything a gateway route carries. */
+struct kit_route_spec {
+	const char *method;
+	const char *pattern;
+	kit_handler_fn handler;
+	enum kit_access access;
+	/* The limits for this route; NULL: the rate limiter's defaults. */
+	const struct kit_rate_limit_config *rate_limit;
+	/* Handed to the handler as req->route_data (e.g. the upstream). */
+	void *data;
+};
+void kit_route_add(struct kit_app *app, const struct kit_route_spec *spec);
+
+/* A health check reported by /health under checks.<name>. Returns true
+ * when healthy; may add members (a "detail" string, pool statistics) to
+ * the check's JSON object, which already has "status". Checks run on the
+ * worker thread serving /health, so they may use that thread's resources. */
+struct cJSON;
+typedef bool (*kit_health_check_fn)(struct kit_request *req, void *arg,
+				    struct cJSON *check);
+/* A failing check makes /health answer 503 "unhealthy": this process
+ * cannot serve (its own database is gone). */
 void kit_app_health_check(struct kit_app *app, const char *name,
-			  kit_health_check_fn check);
+			  kit_health_check_fn check, void *arg);
+/* A failing report makes /health say "degraded" but still answer 200:
+ * something behind this process is down (one upstream of a gateway), and
+ * a load balancer must not take every gateway out because of it. */
+void kit_app_health_report(struct kit_app *app, const char *name,
+			   kit_health_check_fn check, void *arg);
+
+/* Says this process keeps data in the store (kit/store.h): /health then
+ * checks it, and STORE=memory is announced at start-up. Services call it
+ * from their mount function; calling it twice is harmless. */
+void kit_app_use_store(struct kit_app *app);
+
+/*
+ * Per-thread resources: a curl handle, a Redis connection. Neither may be
+ * shared by threads running at once, so each civetweb worker owns its own:
+ * create(arg) runs on the worker the first time it asks (may return NULL,
+ * and is then asked again next time), destroy(resource) when the worker
+ * exits. Register before kit_app_run(); the returned slot is what
+ * kit_thread_resource() takes. -1 (and start-up fails) when slots run out.
+ */
+int kit_app_thread_resource(struct kit_app *app, void *(*create)(void *arg),
+			    void (*destroy)(void *resource), void *arg);
+void *kit_thread_resource(struct kit_request *req, int slot);
 
 /* Marks start-up as failed (a config error found outside a middleware, e.g.
  * by a service's mount function); kit_app_run() then returns 1. The message

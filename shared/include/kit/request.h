@@ -22,12 +22,13 @@
 struct mg_connection;
 struct cJSON;
 struct kit_store;
+struct kit_rate_limit_config;
 
 #define KIT_REQUEST_ID_MAX 64 /* longest X-Request-Id we accept from a client */
 #define KIT_SUBJECT_MAX 64    /* longest user id (JWT sub) we accept         */
 #define KIT_TIER_MAX 16
 #define KIT_MAX_PARAMS 4
-#define KIT_RESPONSE_HEADERS_MAX 1024
+#define KIT_RESPONSE_HEADERS_MAX 4096 /* room for a proxied response's headers */
 
 struct kit_identity {
 	bool authenticated;
@@ -57,8 +58,11 @@ struct kit_request {
 	enum kit_access access;
 	int route_status;
 	kit_handler_fn handler;
+	const struct kit_rate_limit_config *rate_limit; /* the route's, or NULL */
+	void *route_data;         /* kit_route_spec.data                      */
 	struct kit_param params[KIT_MAX_PARAMS];
 	int param_count;
+	const char *path_rest;    /* prefix routes: the path after the prefix */
 
 	/* Filled by middleware. */
 	char request_id[KIT_REQUEST_ID_MAX + 1]; /* request_id.c           */
