@@ -47,10 +47,14 @@ KIT_LIB := $(BUILD)/libkit.a
 SERVICE_LIB := $(BUILD)/libservices.a
 
 MONOLITH := $(BUILD)/bin/monolith
+GATEWAY := $(BUILD)/bin/gateway
+# Phase 2 runs each service as its own process: services/<name>/main.c.
+SERVICE_NAMES := $(notdir $(patsubst %/main.c,%,$(wildcard services/*/main.c)))
+SERVICE_BINS := $(SERVICE_NAMES:%=$(BUILD)/bin/%)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps up down test unit asan clean compose-check
-all: $(MONOLITH) $(UNIT_BINS)
+all: $(MONOLITH) $(GATEWAY) $(SERVICE_BINS) $(UNIT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -68,6 +72,16 @@ $(SERVICE_LIB): $(SERVICE_OBJ)
 	$(Q)$(AR) rcs $@ $^
 
 $(MONOLITH): $(BUILD)/phase1-monolith/main.o $(SERVICE_LIB) $(KIT_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(GATEWAY): $(BUILD)/phase2-gateway/main.o $(KIT_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/bin/%: $(BUILD)/services/%/main.o $(SERVICE_LIB) $(KIT_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
@@ -107,4 +121,5 @@ clean:
 # so their .d files can say which headers they depend on.
 .SECONDARY:
 -include $(KIT_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(BUILD)/phase1-monolith/main.d \
+	 $(BUILD)/phase2-gateway/main.d $(SERVICE_NAMES:%=$(BUILD)/services/%/main.d) \
 	 $(UNIT_SRC:%.c=$(BUILD)/%.d)

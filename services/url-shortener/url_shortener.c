@@ -398,7 +398,6 @@ void url_shortener_mount(struct kit_app *app,
 		kit_app_fail(app, "url-shortener: could not register its metrics");
 		return;
 	}
-	/* Shown as 0 from the start: an alert on "lost > 0" needs a series. */
 
 	/* 3. Routes. */
 	kit_route(app, "POST", "/shorten", url_shortener_shorten,

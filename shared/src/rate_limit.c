@@ -24,6 +24,7 @@
 
 int kit_rate_limit_config_from_env(struct kit_rate_limit_config *cfg)
 {
+	snprintf(cfg->name, sizeof(cfg->name), "default");
 	if (kit_env_long("RATE_LIMIT_WINDOW_SECONDS", 60, 1, 86400, &cfg->window_seconds) != 0 ||
 	    kit_env_long("RATE_LIMIT_ANONYMOUS", 30, 1, 100000000, &cfg->anonymous_limit) != 0 ||
 	    kit_env_long("RATE_LIMIT_FREE", 60, 1, 100000000, &cfg->free_limit) != 0 ||

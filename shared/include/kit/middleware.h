@@ -26,6 +26,9 @@ extern const struct kit_middleware kit_auth_jwt;
 extern const struct kit_middleware kit_identity_headers;
 /* rate_limit_memory.c: fixed window counted in this process's memory. */
 extern const struct kit_middleware kit_rate_limit_memory;
+/* rate_limit_redis.c: the same window counted in Redis, shared by every
+ * instance (one atomic round trip); fails open or closed by config. */
+extern const struct kit_middleware kit_rate_limit_redis;
 
 /* The operations endpoints, mounted by every process:
  * GET /health (status, uptime, memory, checks: the store's PING and any

@@ -20,6 +20,7 @@ struct kit_request;
  * RATE_LIMIT_ANONYMOUS (30: public routes, per client IP),
  * RATE_LIMIT_FREE (60) and RATE_LIMIT_PREMIUM (600, per user). */
 struct kit_rate_limit_config {
+	char name[32];          /* the policy's name: "default", "login"   */
 	long window_seconds;
 	long anonymous_limit;
 	long free_limit;

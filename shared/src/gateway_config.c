@@ -1,0 +1,390 @@
+/*
+ * gateway_config.c - reading the gateway's route file (kit/gateway.h).
+ *
+ * The file is the gateway's whole routing policy, so it is read strictly:
+ * every member is checked for its type and range, an unknown member is an
+ * error (a typo such as "prefx" must not silently make a route public or
+ * unlimited), and every message names the file, the field and the problem:
+ *
+ *   phase2-gateway/gateway.json: routes[2].upstream: no upstream named "billing"
+ *
+ * Defaults are the safe ones: a route is authenticated unless it says
+ * "access": "public"; its timeout is 5 s; it uses the RATE_LIMIT_* limits
+ * unless it names a policy from "rate_limit_policies".
+ *
+ * Called from main() before the server starts; the result is read-only
+ * afterwards.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "kit/config.h"
+#include "kit/gateway.h"
+
+struct parser {
+	const char *path;
+	char *error;
+	size_t error_size;
+};
+
+static int fail(struct parser *p, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct parser *p, const char *field, const char *fmt, ...)
+{
+	char problem[256];
+	va_list args;
+
+	va_start(args, fmt);
+	vsnprintf(problem, sizeof(problem), fmt, args);
+	va_end(args);
+	snprintf(p->error, p->error_size, "%s: %s: %s", p->path, field, problem);
+	return -1;
+}
+
+/* Refuses members of object that are not in allowed (NULL-terminated). */
+static int check_members(struct parser *p, const cJSON *object, const char *field,
+			 const char *const *allowed)
+{
+	const cJSON *member;
+
+	cJSON_ArrayForEach(member, object) {
+		bool known = false;
+		for (size_t i = 0; allowed[i] != NULL; i++) {
+			if (strcmp(member->string, allowed[i]) == 0)
+				known = true;
+		}
+		if (!known)
+			return fail(p, field, "unknown member \"%s\"", member->string);
+	}
+	return 0;
+}
+
+/* A whole number in [min, max], or fallback when absent. */
+static int read_long(struct parser *p, const cJSON *object, const char *name,
+		     const char *field, long fallback, long min, long max, long *out)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+	char where[192];
+
+	snprintf(where, sizeof(where), "%s.%s", field, name);
+	if (item == NULL) {
+		if (fallback < min)
+			return fail(p, where, "is required");
+		*out = fallback;
+		return 0;
+	}
+	if (!cJSON_IsNumber(item) || item->valuedouble != (double)(long)item->valuedouble)
+		return fail(p, where, "must be a whole number");
+	if (item->valuedouble < (double)min || item->valuedouble > (double)max)
+		return fail(p, where, "%.0f is outside %ld..%ld", item->valuedouble, min, max);
+	*out = (long)item->valuedouble;
+	return 0;
+}
+
+/* A string of at most size-1 bytes into out, or fallback when absent
+ * (NULL fallback: required). */
+static int read_string(struct parser *p, const cJSON *object, const char *name,
+		       const char *field, const char *fallback, char *out, size_t size)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+	const char *value = fallback;
+	char where[192];
+
+	snprintf(where, sizeof(where), "%s.%s", field, name);
+	if (item != NULL) {
+		if (!cJSON_IsString(item))
+			return fail(p, where, "must be a string");
+		value = item->valuestring;
+	}
+	if (value == NULL)
+		return fail(p, where, "is required");
+	if (strlen(value) >= size)
+		return fail(p, where, "is longer than %zu bytes", size - 1);
+	strcpy(out, value);
+	return 0;
+}
+
+static int parse_upstreams(struct parser *p, const cJSON *upstreams,
+			   struct kit_gateway_config *config)
+{
+	static const char *const members[] = { "url", "url_env", NULL };
+	const cJSON *item;
+
+	if (!cJSON_IsObject(upstreams) || cJSON_GetArraySize(upstreams) == 0)
+		return fail(p, "upstreams", "must be an object with at least one upstream");
+	cJSON_ArrayForEach(item, upstreams) {
+		struct kit_upstream *upstream;
+		char field[96], env_name[64] = "";
+		size_t len;
+
+		snprintf(field, sizeof(field), "upstreams.%s", item->string);
+		if (config->upstream_count == KIT_GATEWAY_MAX_UPSTREAMS)
+			return fail(p, "upstreams", "more than %d upstreams", KIT_GATEWAY_MAX_UPSTREAMS);
+		if (!cJSON_IsObject(item))
+			return fail(p, field, "must be an object");
+		if (strlen(item->string) == 0 || strlen(item->string) >= sizeof(upstream->name) ||
+		    strspn(item->string, "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(item->string))
+			return fail(p, field, "a name is 1-31 characters of a-z 0-9 - _");
+		upstream = &config->upstreams[config->upstream_count];
+		memset(upstream, 0, sizeof(*upstream));
+		strcpy(upstream->name, item->string);
+		if (check_members(p, item, field, members) != 0 ||
+		    read_string(p, item, "url", field, NULL, upstream->url, sizeof(upstream->url)) != 0 ||
+		    read_string(p, item, "url_env", field, "", env_name, sizeof(env_name)) != 0)
+			return -1;
+		if (env_name[0] != '\0') {
+			const char *override = kit_env_string(env_name, NULL);
+			if (override != NULL) {
+				if (strlen(override) >= sizeof(upstream->url))
+					return fail(p, field, "%s is too long", env_name);
+				strcpy(upstream->url, override);
+			}
+		}
+		if (strncmp(upstream->url, "http://", 7) != 0 || upstream->url[7] == '\0' ||
+		    upstream->url[7] == '/')
+			return fail(p, field, "url \"%s\" must be http://host[:port]", upstream->url);
+		len = strlen(upstream->url);
+		while (len > 7 && upstream->url[len - 1] == '/')
+			upstream->url[--len] = '\0';
+		config->upstream_count++;
+	}
+	return 0;
+}
+
+static int parse_policies(struct parser *p, const cJSON *policies,
+			  struct kit_gateway_config *config)
+{
+	static const char *const members[] = {
+		"window_seconds", "anonymous", "free", "premium", NULL,
+	};
+	const cJSON *item;
+
+	if (policies == NULL)
+		return 0;
+	if (!cJSON_IsObject(policies))
+		return fail(p, "rate_limit_policies", "must be an object");
+	cJSON_ArrayForEach(item, policies) {
+		struct kit_rate_limit_config *policy;
+		char field[96];
+
+		snprintf(field, sizeof(field), "rate_limit_policies.%s", item->string);
+		if (config->policy_count == KIT_GATEWAY_MAX_POLICIES)
+			return fail(p, "rate_limit_policies", "more than %d policies",
+				    KIT_GATEWAY_MAX_POLICIES);
+		if (!cJSON_IsObject(item))
+			return fail(p, field, "must be an object");
+		policy = &config->policies[config->policy_count];
+		if (strlen(item->string) == 0 || strlen(item->string) >= sizeof(policy->name))
+			return fail(p, field, "a name is 1-31 characters");
+		strcpy(policy->name, item->string);
+		if (check_members(p, item, field, members) != 0 ||
+		    read_long(p, item, "window_seconds", field, -1, 1, 86400, &policy->window_seconds) != 0 ||
+		    read_long(p, item, "anonymous", field, -1, 1, 100000000, &policy->anonymous_limit) != 0 ||
+		    read_long(p, item, "free", field, -1, 1, 100000000, &policy->free_limit) != 0 ||
+		    read_long(p, item, "premium", field, -1, 1, 100000000, &policy->premium_limit) != 0)
+			return -1;
+		config->policy_count++;
+	}
+	return 0;
+}
+
+static struct kit_upstream *find_upstream(struct kit_gateway_config *config,
+					  const char *name)
+{
+	for (int i = 0; i < config->upstream_count; i++) {
+		if (strcmp(config->upstreams[i].name, name) == 0)
+			return &config->upstreams[i];
+	}
+	return NULL;
+}
+
+static const struct kit_rate_limit_config *find_policy(const struct kit_gateway_config *config,
+							const char *name)
+{
+	for (int i = 0; i < config->policy_count; i++) {
+		if (strcmp(config->policies[i].name, name) == 0)
+			return &config->policies[i];
+	}
+	return NULL;
+}
+
+/* A path prefix: starts with '/', no trailing '/', no '?', '#', '*' or
+ * "...", at most 127 bytes ("/" alone is refused: a catch-all route is
+ * better written out). */
+static bool is_valid_prefix(const char *prefix)
+{
+	size_t len = strlen(prefix);
+
+	return len >= 2 && prefix[0] == '/' && prefix[len - 1] != '/' &&
+	       strpbrk(prefix, "?#* \t") == NULL && strstr(prefix, "..") == NULL &&
+	       strstr(prefix, "//") == NULL;
+}
+
+static int parse_route(struct parser *p, const cJSON *item, int index,
+		       struct kit_gateway_config *config)
+{
+	static const char *const members[] = {
+		"prefix", "upstream", "rewrite", "access", "rate_limit", "timeout_ms", NULL,
+	};
+	struct kit_gateway_route *route = &config->routes[index];
+	char field[32], upstream[32], access[32], policy[32] = "";
+
+	snprintf(field, sizeof(field), "routes[%d]", index);
+	memset(route, 0, sizeof(*route));
+	if (!cJSON_IsObject(item))
+		return fail(p, field, "must be an object");
+	if (check_members(p, item, field, members) != 0 ||
+	    read_string(p, item, "prefix", field, NULL, route->prefix, sizeof(route->prefix)) != 0 ||
+	    read_string(p, item, "upstream", field, NULL, upstream, sizeof(upstream)) != 0 ||
+	    read_string(p, item, "rewrite", field, route->prefix, route->rewrite, sizeof(route->rewrite)) != 0 ||
+	    read_string(p, item, "access", field, "authenticated", access, sizeof(access)) != 0 ||
+	    read_string(p, item, "rate_limit", field, "", policy, sizeof(policy)) != 0 ||
+	    read_long(p, item, "timeout_ms", field, 5000, 1, 600000, &route->timeout_ms) != 0)
+		return -1;
+
+	snprintf(field, sizeof(field), "routes[%d].prefix", index);
+	if (!is_valid_prefix(route->prefix))
+		return fail(p, field, "\"%s\" must start with '/' and not end with one", route->prefix);
+	for (int i = 0; i < index; i++) {
+		if (strcmp(config->routes[i].prefix, route->prefix) == 0)
+			return fail(p, field, "\"%s\" is also routes[%d]'s prefix", route->prefix, i);
+	}
+	snprintf(route->pattern, sizeof(route->pattern), "%s/...", route->prefix);
+
+	snprintf(field, sizeof(field), "routes[%d].rewrite", index);
+	if (route->rewrite[0] != '/' || strpbrk(route->rewrite, "?# \t") != NULL)
+		return fail(p, field, "\"%s\" must be a path starting with '/'", route->rewrite);
+	if (strcmp(route->rewrite, "/") == 0)
+		route->rewrite[0] = '\0'; /* "/" + "/login" must not give "//login" */
+
+	snprintf(field, sizeof(field), "routes[%d].upstream", index);
+	route->upstream = find_upstream(config, upstream);
+	if (route->upstream == NULL)
+		return fail(p, field, "no upstream named \"%s\"", upstream);
+
+	snprintf(field, sizeof(field), "routes[%d].access", index);
+	if (strcmp(access, "public") == 0)
+		route->access = KIT_PUBLIC;
+	else if (strcmp(access, "authenticated") == 0)
+		route->access = KIT_AUTHENTICATED;
+	else
+		return fail(p, field, "\"%s\" is not \"public\" or \"authenticated\"", access);
+
+	if (policy[0] != '\0') {
+		snprintf(field, sizeof(field), "routes[%d].rate_limit", index);
+		route->rate_limit = find_policy(config, policy);
+		if (route->rate_limit == NULL)
+			return fail(p, field, "no policy named \"%s\" in rate_limit_policies", policy);
+	}
+	return 0;
+}
+
+int kit_gateway_config_parse(const char *path, const char *text,
+			     struct kit_gateway_config *config, char *error,
+			     size_t error_size)
+{
+	static const char *const top_members[] = {
+		"upstreams", "pool", "rate_limit_policies", "routes", NULL,
+	};
+	static const char *const pool_members[] = {
+		"max_idle_per_thread", "idle_timeout_seconds", "connect_timeout_ms",
+		"max_response_bytes", NULL,
+	};
+	struct parser p = { .path = path, .error = error, .error_size = error_size };
+	const cJSON *pool, *routes, *item;
+	cJSON *root;
+	int result = -1, index = 0;
+
+	memset(config, 0, sizeof(*config));
+	snprintf(config->path, sizeof(config->path), "%s", path);
+	root = cJSON_Parse(text);
+	if (root == NULL) {
+		fail(&p, "(file)", "not valid JSON (near byte %ld)",
+		     cJSON_GetErrorPtr() != NULL ? (long)(cJSON_GetErrorPtr() - text) : 0L);
+		return -1;
+	}
+	if (!cJSON_IsObject(root)) {
+		fail(&p, "(file)", "the top level must be a JSON object");
+		goto out;
+	}
+	if (check_members(&p, root, "(top level)", top_members) != 0 ||
+	    parse_upstreams(&p, cJSON_GetObjectItemCaseSensitive(root, "upstreams"), config) != 0 ||
+	    parse_policies(&p, cJSON_GetObjectItemCaseSensitive(root, "rate_limit_policies"), config) != 0)
+		goto out;
+
+	pool = cJSON_GetObjectItemCaseSensitive(root, "pool");
+	if (pool != NULL && !cJSON_IsObject(pool)) {
+		fail(&p, "pool", "must be an object");
+		goto out;
+	}
+	if ((pool != NULL && check_members(&p, pool, "pool", pool_members) != 0) ||
+	    read_long(&p, pool, "max_idle_per_thread", "pool", 4, 1, 64, &config->max_idle_per_thread) != 0 ||
+	    read_long(&p, pool, "idle_timeout_seconds", "pool", 20, 1, 3600, &config->idle_timeout_seconds) != 0 ||
+	    read_long(&p, pool, "connect_timeout_ms", "pool", 500, 1, 60000, &config->connect_timeout_ms) != 0 ||
+	    read_long(&p, pool, "max_response_bytes", "pool", 8L << 20, 1024, 1L << 30, &config->max_response_bytes) != 0)
+		goto out;
+
+	routes = cJSON_GetObjectItemCaseSensitive(root, "routes");
+	if (!cJSON_IsArray(routes) || cJSON_GetArraySize(routes) == 0) {
+		fail(&p, "routes", "must be an array with at least one route");
+		goto out;
+	}
+	if (cJSON_GetArraySize(routes) > KIT_GATEWAY_MAX_ROUTES) {
+		fail(&p, "routes", "more than %d routes", KIT_GATEWAY_MAX_ROUTES);
+		goto out;
+	}
+	cJSON_ArrayForEach(item, routes) {
+		if (parse_route(&p, item, index, config) != 0)
+			goto out;
+		index++;
+	}
+	config->route_count = index;
+	result = 0;
+out:
+	cJSON_Delete(root);
+	return result;
+}
+
+struct kit_gateway_config *kit_gateway_config_load(struct kit_app *app,
+						   const char *path)
+{
+	struct kit_gateway_config *config = calloc(1, sizeof(*config));
+	char error[512];
+	char *text = NULL;
+	long size;
+	FILE *file = fopen(path, "rb");
+
+	if (config == NULL || file == NULL) {
+		kit_app_fail(app, "%s: cannot open: %m (set GATEWAY_CONFIG)", path);
+		goto fail;
+	}
+	size = fseek(file, 0, SEEK_END) == 0 ? ftell(file) : -1;
+	if (size < 0 || size > (1 << 20) || fseek(file, 0, SEEK_SET) != 0) {
+		kit_app_fail(app, "%s: cannot read, or larger than 1 MiB", path);
+		goto fail;
+	}
+	text = malloc((size_t)size + 1);
+	if (text == NULL || fread(text, 1, (size_t)size, file) != (size_t)size) {
+		kit_app_fail(app, "%s: cannot read", path);
+		goto fail;
+	}
+	text[size] = '\0';
+	fclose(file);
+	file = NULL;
+	if (kit_gateway_config_parse(path, text, config, error, sizeof(error)) != 0) {
+		kit_app_fail(app, "%s", error);
+		goto fail;
+	}
+	free(text);
+	return config;
+fail:
+	if (file != NULL)
+		fclose(file);
+	free(text);
+	free(config);
+	return NULL;
+}

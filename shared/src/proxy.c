@@ -1,0 +1,622 @@
+/*
+ * proxy.c - the gateway's last step: send the request to its upstream and
+ * the answer back (kit/gateway.h).
+ *
+ * Position: the handler of every route kit_gateway_mount() adds, so it runs
+ * after the whole chain (auth has filled req->user, the rate limit passed).
+ *
+ * Connection pool. Each civetweb worker owns one curl easy handle (a
+ * per-thread resource): libcurl does not allow running threads to share a
+ * connection cache, and one handle per worker needs no lock at all. The
+ * handle keeps up to pool.max_idle_per_thread keep-alive connections and
+ * closes those idle longer than pool.idle_timeout_seconds, which is shorter
+ * than the services' own keep-alive (30 s), so we close first and rarely
+ * send on a connection the upstream has just dropped. Statistics per
+ * upstream (created, closed, errors, in use, requests) are counted in
+ * libcurl's open/close socket callbacks, so they are exact.
+ *
+ * Per request:
+ *   1. build the upstream URL: upstream + rewrite + the rest of the path
+ *      (percent-encoded again) + the raw query
+ *   2. copy the request headers but hop-by-hop ones, Host, Content-Length
+ *      and anything a client must not set (X-User-*, X-Forwarded-*); add
+ *      X-Forwarded-For/-Proto/-Host, X-Request-Id and, for a verified
+ *      caller, X-User-Id/X-User-Tier
+ *   3. perform with a connect timeout and a total timeout (the route's); on
+ *      a reused connection the upstream had closed, retry once, for
+ *      idempotent methods only, within what is left of the same timeout
+ *   4. answer: the upstream's status, headers (minus hop-by-hop) and body,
+ *      or a problem: 502 refused/reset/too large, 504 timed out, naming the
+ *      upstream
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+
+#include "kit/gateway.h"
+#include "kit/metrics.h"
+#include "kit/request.h"
+#include "kit/response.h"
+
+#define MAX_SOCKETS 64 /* per thread: far above max_idle_per_thread */
+#define KIT_MAX_PROXIED_HEADERS 64 /* response headers passed back, at most */
+
+/* One worker's curl handle and the sockets it has open (so a close, which
+ * libcurl may do during a later request to another upstream, is counted
+ * against the upstream the socket belonged to). */
+struct proxy_thread {
+	CURL *curl;
+	const struct kit_gateway_config *config;
+	struct kit_upstream *connecting;      /* the current request's upstream */
+	struct {
+		curl_socket_t fd;
+		struct kit_upstream *upstream;
+	} sockets[MAX_SOCKETS];
+};
+
+static struct {
+	struct kit_gateway_config *config;
+	int thread_slot;
+	struct kit_metric *duration;          /* per upstream          */
+	struct kit_metric *requests;
+	struct kit_metric *created;
+	struct kit_metric *closed;
+	struct kit_metric *errors;
+	struct kit_metric *connections;       /* {upstream,state}      */
+} proxy;
+
+/* ---- header filters ---- */
+
+static bool in_list(const char *name, const char *const *list)
+{
+	for (size_t i = 0; list[i] != NULL; i++) {
+		if (strcasecmp(name, list[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* True when name is one of the comma-separated tokens of connection. */
+static bool named_by_connection(const char *name, const char *connection)
+{
+	size_t len = strlen(name);
+	const char *p = connection;
+
+	while (p != NULL && *p != '\0') {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t token = strcspn(p, ", \t");
+		if (token == len && strncasecmp(p, name, len) == 0)
+			return true;
+		p += token;
+	}
+	return false;
+}
+
+static const char *const hop_by_hop[] = {
+	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"TE", "Trailer", "Transfer-Encoding", "Upgrade", "Proxy-Connection", NULL,
+};
+
+bool kit_proxy_drop_request_header(const char *name, const char *connection)
+{
+	static const char *const set_by_gateway[] = {
+		"Host", "Content-Length", "Expect", "X-User-Id", "X-User-Tier",
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+		"X-Request-Id", "Forwarded", NULL,
+	};
+
+	return in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
+	       named_by_connection(name, connection);
+}
+
+bool kit_proxy_drop_response_header(const char *name, const char *connection)
+{
+	static const char *const set_by_gateway[] = {
+		"Content-Length", "Date", "Content-Type", "X-Request-Id", "Server", NULL,
+	};
+
+	return in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
+	       named_by_connection(name, connection);
+}
+
+/* ---- the per-thread handle and its socket accounting ---- */
+
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
+				 struct curl_sockaddr *address)
+{
+	struct proxy_thread *thread = clientp;
+	struct kit_upstream *upstream = thread->connecting;
+	curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
+
+	if (fd == CURL_SOCKET_BAD) {
+		atomic_fetch_add(&upstream->pool.errors, 1);
+		return CURL_SOCKET_BAD;
+	}
+	for (int i = 0; i < MAX_SOCKETS; i++) {
+		if (thread->sockets[i].upstream == NULL) {
+			thread->sockets[i].fd = fd;
+			thread->sockets[i].upstream = upstream;
+			break;
+		}
+	}
+	atomic_fetch_add(&upstream->pool.created, 1);
+	return fd;
+}
+
+static int close_socket(void *clientp, curl_socket_t fd)
+{
+	struct proxy_thread *thread = clientp;
+
+	for (int i = 0; i < MAX_SOCKETS; i++) {
+		if (thread->sockets[i].upstream != NULL && thread->sockets[i].fd == fd) {
+			atomic_fetch_add(&thread->sockets[i].upstream->pool.closed, 1);
+			thread->sockets[i].upstream = NULL;
+			break;
+		}
+	}
+	return close(fd);
+}
+
+static void *proxy_thread_create(void *arg)
+{
+	struct proxy_thread *thread = calloc(1, sizeof(*thread));
+
+	if (thread == NULL)
+		return NULL;
+	thread->config = arg;
+	thread->curl = curl_easy_init();
+	if (thread->curl == NULL) {
+		free(thread);
+		return NULL;
+	}
+	return thread;
+}
+
+static void proxy_thread_destroy(void *resource)
+{
+	struct proxy_thread *thread = resource;
+
+	curl_easy_cleanup(thread->curl); /* closes the pool: close_socket counts */
+	free(thread);
+}
+
+/* ---- one exchange ---- */
+
+/* What comes back from the upstream. */
+struct exchange {
+	char *body;
+	size_t body_len, body_capacity, body_limit;
+	bool too_large;
+	char *headers;            /* raw header lines of the final response */
+	size_t headers_len, headers_capacity;
+};
+
+static bool grow(char **buffer, size_t *capacity, size_t needed)
+{
+	size_t bigger = *capacity ? *capacity : 4096;
+	char *resized;
+
+	if (needed <= *capacity)
+		return true;
+	while (bigger < needed)
+		bigger *= 2;
+	resized = realloc(*buffer, bigger);
+	if (resized == NULL)
+		return false;
+	*buffer = resized;
+	*capacity = bigger;
+	return true;
+}
+
+static size_t on_body(char *data, size_t size, size_t count, void *arg)
+{
+	struct exchange *exchange = arg;
+	size_t len = size * count;
+
+	if (exchange->body_len + len > exchange->body_limit) {
+		exchange->too_large = true;
+		return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+	}
+	if (!grow(&exchange->body, &exchange->body_capacity, exchange->body_len + len))
+		return 0;
+	memcpy(exchange->body + exchange->body_len, data, len);
+	exchange->body_len += len;
+	return len;
+}
+
+static size_t on_header(char *data, size_t size, size_t count, void *arg)
+{
+	struct exchange *exchange = arg;
+	size_t len = size * count;
+
+	/* A status line starts a response: forget an earlier (1xx) one. */
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+		exchange->headers_len = 0;
+	if (!grow(&exchange->headers, &exchange->headers_capacity,
+		  exchange->headers_len + len + 1))
+		return 0;
+	memcpy(exchange->headers + exchange->headers_len, data, len);
+	exchange->headers_len += len;
+	exchange->headers[exchange->headers_len] = '\0';
+	return len;
+}
+
+/* Appends s to url, percent-encoding what is not safe in a path: civetweb
+ * hands us the decoded path, so it is encoded again on the way out. */
+static bool append_encoded_path(char *url, size_t size, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t used = strlen(url);
+
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+		bool safe = isalnum(c) || strchr("/-._~!$&'()*+,;=:@", c) != NULL;
+
+		if (used + 4 >= size)
+			return false;
+		if (safe) {
+			url[used++] = (char)c;
+		} else {
+			url[used++] = '%';
+			url[used++] = hex[c >> 4];
+			url[used++] = hex[c & 15];
+		}
+	}
+	url[used] = '\0';
+	return true;
+}
+
+static struct curl_slist *add_header(struct curl_slist *list, const char *name,
+				     const char *value)
+{
+	char line[1024];
+	struct curl_slist *longer;
+
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	longer = curl_slist_append(list, line);
+	return longer != NULL ? longer : list;
+}
+
+/* The headers to send upstream. */
+static struct curl_slist *upstream_headers(struct kit_request *req)
+{
+	const struct mg_request_info *info = mg_get_request_info(req->conn);
+	const char *connection = kit_request_header(req, "Connection");
+	const char *host = kit_request_header(req, "Host");
+	struct curl_slist *list = NULL;
+
+	for (int i = 0; i < info->num_headers; i++) {
+		const struct mg_header *header = &info->http_headers[i];
+		if (!kit_proxy_drop_request_header(header->name, connection))
+			list = add_header(list, header->name, header->value);
+	}
+	/* The client as the gateway sees it: req->client_ip is the socket peer,
+	 * or (behind a trusted proxy) the address that proxy reported. */
+	list = add_header(list, "X-Forwarded-For", req->client_ip);
+	list = add_header(list, "X-Forwarded-Proto", "http");
+	if (host != NULL)
+		list = add_header(list, "X-Forwarded-Host", host);
+	list = add_header(list, "X-Request-Id", req->request_id);
+	if (req->user.authenticated) {
+		list = add_header(list, "X-User-Id", req->user.subject);
+		list = add_header(list, "X-User-Tier", req->user.tier);
+	}
+	list = add_header(list, "Expect", ""); /* no 100-continue round trip */
+	return list;
+}
+
+static bool is_idempotent(const char *method)
+{
+	static const char *const idempotent[] = {
+		"GET", "HEAD", "OPTIONS", "PUT", "DELETE", NULL,
+	};
+	return in_list(method, idempotent);
+}
+
+/* Sets up the handle for one attempt. */
+static void prepare(CURL *curl, struct proxy_thread *thread, struct kit_request *req,
+		    const char *url, struct curl_slist *headers,
+		    struct exchange *exchange, long timeout_ms)
+{
+	const struct kit_gateway_config *config = thread->config;
+
+	curl_easy_reset(curl); /* keeps the connection cache */
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(curl, CURLOPT_MAXCONNECTS, config->max_idle_per_thread);
+	curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, config->idle_timeout_seconds);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+			 timeout_ms < config->connect_timeout_ms ? timeout_ms
+								 : config->connect_timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, thread);
+	curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, thread);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, exchange);
+	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(curl, CURLOPT_HEADERDATA, exchange);
+	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http");
+
+	if (strcmp(req->method, "GET") == 0) {
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(req->method, "HEAD") == 0) {
+		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+	} else {
+		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
+		if (req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
+		    strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0) {
+			curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
+			curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		}
+	}
+}
+
+/* Copies the upstream's headers to the response, but those the filter
+ * drops; returns the Content-Type (pointing into exchange->headers) or
+ * NULL. The raw lines are split in place into name and value. */
+static const char *pass_headers(struct kit_request *req, struct exchange *exchange)
+{
+	const char *content_type = NULL, *connection = NULL;
+	char *names[KIT_MAX_PROXIED_HEADERS], *values[KIT_MAX_PROXIED_HEADERS];
+	int count = 0;
+	char *line = exchange->headers;
+
+	if (line == NULL)
+		return NULL;
+	/* 1. Split "Name: value\r\n" lines (the status line has no ':'
+	 *    before its first space and is skipped). */
+	while (*line != '\0' && count < KIT_MAX_PROXIED_HEADERS) {
+		char *end = line + strcspn(line, "\r\n");
+		char *next = end + strspn(end, "\r\n");
+		char *colon = memchr(line, ':', (size_t)(end - line));
+
+		*end = '\0';
+		if (colon != NULL && strncmp(line, "HTTP/", 5) != 0) {
+			char *value = colon + 1;
+			*colon = '\0';
+			while (*value == ' ' || *value == '\t')
+				value++;
+			names[count] = line;
+			values[count] = value;
+			if (strcasecmp(line, "Connection") == 0)
+				connection = value;
+			count++;
+		}
+		line = next;
+	}
+	/* 2. Pass on what the filter keeps (Connection may name more). */
+	for (int i = 0; i < count; i++) {
+		if (strcasecmp(names[i], "Content-Type") == 0)
+			content_type = values[i];
+		else if (!kit_proxy_drop_response_header(names[i], connection))
+			kit_response_header(req, names[i], values[i]);
+	}
+	return content_type;
+}
+
+static int upstream_problem(struct kit_request *req, int status,
+			    const struct kit_upstream *upstream, const char *what,
+			    CURLcode code)
+{
+	cJSON *extra = cJSON_CreateObject();
+
+	fprintf(stderr, "gateway: request %s: upstream %s: %s (%s)\n",
+		req->request_id, upstream->name, what, curl_easy_strerror(code));
+	if (extra != NULL)
+		cJSON_AddStringToObject(extra, "upstream", upstream->name);
+	return kit_problem_ext(req, status, extra, "upstream %s %s", upstream->name, what);
+}
+
+static int proxy_handler(struct kit_request *req)
+{
+	const struct kit_gateway_route *route = req->route_data;
+	struct kit_upstream *upstream = route->upstream;
+	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
+	struct exchange exchange = { .body_limit = (size_t)proxy.config->max_response_bytes };
+	const char *labels[] = { upstream->name };
+	struct curl_slist *headers = NULL;
+	char url[2048];
+	uint64_t started = kit_now_ns();
+	long status = 0, connects = 0;
+	CURLcode code;
+	int result;
+
+	req->service = upstream->name;
+	if (thread == NULL)
+		return kit_problem(req, 503, "the gateway could not create an HTTP client");
+
+	/* 1. The URL. */
+	snprintf(url, sizeof(url), "%s%s", upstream->url, route->rewrite);
+	if (!append_encoded_path(url, sizeof(url), req->path_rest != NULL ? req->path_rest : "") ||
+	    (req->query != NULL && strlen(url) + strlen(req->query) + 2 > sizeof(url)))
+		return kit_problem(req, 414, "the URI is too long");
+	if (req->query != NULL) {
+		strcat(url, "?");
+		strcat(url, req->query);
+	}
+
+	/* 2. The body (size-limited) and the headers. */
+	result = kit_request_body(req);
+	if (result != KIT_NEXT)
+		return result;
+	headers = upstream_headers(req);
+
+	/* 3. The exchange, and at most one retry within the same timeout. */
+	thread->connecting = upstream;
+	atomic_fetch_add(&upstream->pool.in_use, 1);
+	for (int attempt = 0;; attempt++) {
+		long elapsed_ms = (long)((kit_now_ns() - started) / 1000000);
+		long left_ms = route->timeout_ms - elapsed_ms;
+
+		exchange.body_len = 0;
+		exchange.headers_len = 0;
+		exchange.too_large = false;
+		prepare(thread->curl, thread, req, url, headers, &exchange,
+			left_ms > 0 ? left_ms : 1);
+		atomic_fetch_add(&upstream->pool.requests, 1);
+		kit_metric_add(proxy.requests, labels, 1);
+		code = curl_easy_perform(thread->curl);
+		curl_easy_getinfo(thread->curl, CURLINFO_NUM_CONNECTS, &connects);
+
+		bool dropped = code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR ||
+			       code == CURLE_RECV_ERROR;
+		bool reused = connects == 0;
+		if (attempt == 0 && dropped && reused && is_idempotent(req->method) &&
+		    route->timeout_ms - (long)((kit_now_ns() - started) / 1000000) > 0)
+			continue; /* the upstream closed an idle connection: once more */
+		break;
+	}
+	atomic_fetch_sub(&upstream->pool.in_use, 1);
+	curl_slist_free_all(headers);
+	kit_metric_observe(proxy.duration, labels, (double)(kit_now_ns() - started) / 1e9);
+
+	/* 4. The answer. */
+	if (code == CURLE_OK) {
+		const char *content_type;
+
+		curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
+		content_type = pass_headers(req, &exchange);
+		result = kit_respond(req, (int)status, content_type, exchange.body,
+				     exchange.body_len);
+	} else if (code == CURLE_OPERATION_TIMEDOUT) {
+		result = upstream_problem(req, 504, upstream, "did not answer in time", code);
+	} else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST) {
+		atomic_fetch_add(&upstream->pool.errors, 1);
+		result = upstream_problem(req, 502, upstream, "refused the connection", code);
+	} else if (exchange.too_large) {
+		result = upstream_problem(req, 502, upstream, "sent a response over the size limit", code);
+	} else {
+		result = upstream_problem(req, 502, upstream, "closed the connection without an answer", code);
+	}
+	free(exchange.body);
+	free(exchange.headers);
+	return result;
+}
+
+/* ---- health and metrics ---- */
+
+static void add_pool_stats(cJSON *object, const struct kit_pool_stats *pool)
+{
+	long created = atomic_load(&pool->created);
+	long closed = atomic_load(&pool->closed);
+	long in_use = atomic_load(&pool->in_use);
+	long idle = created - closed - in_use;
+
+	cJSON_AddNumberToObject(object, "created", (double)created);
+	cJSON_AddNumberToObject(object, "errors", (double)atomic_load(&pool->errors));
+	cJSON_AddNumberToObject(object, "closed", (double)closed);
+	cJSON_AddNumberToObject(object, "idle", (double)(idle > 0 ? idle : 0));
+	cJSON_AddNumberToObject(object, "in_use", (double)in_use);
+	cJSON_AddNumberToObject(object, "requests", (double)atomic_load(&pool->requests));
+}
+
+/* /health: the upstream's own /health, through this worker's pool. */
+static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
+{
+	struct kit_upstream *upstream = arg;
+	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
+	struct exchange exchange = { .body_limit = 65536 };
+	char url[300];
+	long status = 0;
+	CURLcode code = CURLE_FAILED_INIT;
+
+	cJSON_AddStringToObject(check, "url", upstream->url);
+	if (thread != NULL) {
+		snprintf(url, sizeof(url), "%s/health", upstream->url);
+		thread->connecting = upstream;
+		prepare(thread->curl, thread, req, url, NULL, &exchange, 1000);
+		curl_easy_setopt(thread->curl, CURLOPT_HTTPGET, 1L);
+		code = curl_easy_perform(thread->curl);
+		curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
+	}
+	free(exchange.body);
+	free(exchange.headers);
+	add_pool_stats(cJSON_AddObjectToObject(check, "pool"), &upstream->pool);
+	if (code != CURLE_OK || status != 200) {
+		cJSON_AddStringToObject(check, "detail", code != CURLE_OK
+					? curl_easy_strerror(code) : "its /health did not answer 200");
+		return false;
+	}
+	return true;
+}
+
+static void collect_pool_metrics(void *arg)
+{
+	const struct kit_gateway_config *config = arg;
+
+	for (int i = 0; i < config->upstream_count; i++) {
+		const struct kit_upstream *upstream = &config->upstreams[i];
+		const struct kit_pool_stats *pool = &upstream->pool;
+		const char *name[] = { upstream->name };
+		long open = atomic_load(&pool->created) - atomic_load(&pool->closed);
+		long in_use = atomic_load(&pool->in_use);
+
+		kit_metric_set(proxy.created, name, (double)atomic_load(&pool->created));
+		kit_metric_set(proxy.closed, name, (double)atomic_load(&pool->closed));
+		kit_metric_set(proxy.errors, name, (double)atomic_load(&pool->errors));
+		kit_metric_set(proxy.connections, (const char *[]){ upstream->name, "in_use" },
+			       (double)in_use);
+		kit_metric_set(proxy.connections, (const char *[]){ upstream->name, "idle" },
+			       (double)(open - in_use > 0 ? open - in_use : 0));
+	}
+}
+
+void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
+{
+	static const char *const upstream_label[] = { "upstream", NULL };
+
+	if (config == NULL)
+		return; /* kit_gateway_config_load has already failed start-up */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		kit_app_fail(app, "curl_global_init failed");
+		return;
+	}
+	proxy.config = config;
+	proxy.thread_slot = kit_app_thread_resource(app, proxy_thread_create,
+						    proxy_thread_destroy, config);
+	proxy.duration = kit_metric_register(KIT_HISTOGRAM, "gateway_upstream_request_duration_seconds",
+		"Time from sending a request upstream to its last byte back, retry included.",
+		upstream_label, NULL, 0);
+	proxy.requests = kit_metric_register(KIT_COUNTER, "gateway_upstream_requests_total",
+		"Requests sent to an upstream (a retry counts again).", upstream_label, NULL, 0);
+	proxy.created = kit_metric_register(KIT_COUNTER, "gateway_upstream_connections_created_total",
+		"Connections opened to an upstream.", upstream_label, NULL, 0);
+	proxy.closed = kit_metric_register(KIT_COUNTER, "gateway_upstream_connections_closed_total",
+		"Connections to an upstream closed by either side.", upstream_label, NULL, 0);
+	proxy.errors = kit_metric_register(KIT_COUNTER, "gateway_upstream_connection_errors_total",
+		"Connection attempts to an upstream that failed.", upstream_label, NULL, 0);
+	proxy.connections = kit_metric_register(KIT_GAUGE, "gateway_upstream_connections",
+		"Pooled connections to an upstream, idle or carrying a request.",
+		(const char *const[]){ "upstream", "state", NULL }, NULL, 0);
+	kit_metrics_on_render(collect_pool_metrics, config);
+
+	for (int i = 0; i < config->upstream_count; i++)
+		kit_app_health_report(app, config->upstreams[i].name, upstream_health,
+				      &config->upstreams[i]);
+	for (int i = 0; i < config->route_count; i++) {
+		const struct kit_gateway_route *route = &config->routes[i];
+
+		kit_route_add(app, &(struct kit_route_spec){
+			.method = "*",
+			.pattern = route->pattern,
+			.handler = proxy_handler,
+			.access = route->access,
+			.rate_limit = route->rate_limit,
+			.data = (void *)route,
+		});
+	}
+}

@@ -1,0 +1,283 @@
+/*
+ * rate_limit_redis.c - middleware: the fixed-window rate limiter with its
+ * counters in Redis, so every gateway instance counts against one limit.
+ *
+ * Position: after auth, like rate_limit_memory.c, whose decision, headers
+ * and 429 it shares (rate_limit.c): only where the count lives differs.
+ * That is the guide's "stateless" lesson: three gateways behind a load
+ * balancer admit the limit once, not three times.
+ * Reads:    req->user, req->client_ip, the route's access and policy
+ *           (gateway.json "rate_limit", else the RATE_LIMIT_* defaults).
+ * Writes:   the rate-limit headers; 429 when over; when Redis is down,
+ *           X-RateLimit-Status: redis-unavailable (fail open) or 503
+ *           (fail closed).
+ * Config:   REDIS_URL, REDIS_RATE_LIMIT_TIMEOUT_MS (50: connect and
+ *           command), RATE_LIMIT_ON_REDIS_ERROR (open|closed, default open),
+ *           RATE_LIMIT_* defaults.
+ *
+ * One round trip per request, atomic: EVALSHA of a two-line Lua script
+ * (INCR the window's key; on the first hit give it a TTL), so concurrent
+ * gateways can never both read 59 and both write 60.
+ *
+ * A dead Redis must not cost every request its timeout: after a failure
+ * the limiter skips Redis for REDIS_BACKOFF_MS, in every thread at once (an
+ * atomic deadline), then lets one request try again; it reconnects by
+ * itself when Redis is back.
+ *
+ * Threads: each worker owns its Redis connection (a per-thread resource;
+ * hiredis contexts are not thread-safe). The back-off deadline is atomic.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+
+#include "kit/config.h"
+#include "kit/metrics.h"
+#include "kit/middleware.h"
+#include "kit/rate_limit.h"
+#include "kit/request.h"
+#include "kit/response.h"
+#include "kit/store.h"
+
+#define REDIS_BACKOFF_MS 1000
+
+static const char count_script[] =
+	"local count = redis.call('INCR', KEYS[1])\n"
+	"if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end\n"
+	"return count\n";
+
+struct redis_limiter {
+	struct kit_rate_limit_config defaults; /* RATE_LIMIT_*                 */
+	struct kit_store_config redis;         /* REDIS_URL (host, port, db)  */
+	long timeout_ms;                       /* REDIS_RATE_LIMIT_TIMEOUT_MS */
+	bool fail_open;                        /* RATE_LIMIT_ON_REDIS_ERROR   */
+	char script_sha[41];
+	int thread_slot;
+	atomic_ullong skip_until_ns;           /* back-off, shared by threads */
+	struct kit_metric *decisions;
+	struct kit_metric *errors;
+};
+
+/* A worker's connection; NULL context until (re)connected. */
+struct redis_connection {
+	const struct redis_limiter *limiter;
+	redisContext *context;
+};
+
+static void *connection_create(void *arg)
+{
+	struct redis_connection *connection = calloc(1, sizeof(*connection));
+
+	if (connection != NULL)
+		connection->limiter = arg;
+	return connection;
+}
+
+static void connection_destroy(void *resource)
+{
+	struct redis_connection *connection = resource;
+
+	if (connection->context != NULL)
+		redisFree(connection->context);
+	free(connection);
+}
+
+static void disconnect(struct redis_connection *connection)
+{
+	if (connection->context != NULL) {
+		redisFree(connection->context);
+		connection->context = NULL;
+	}
+}
+
+/* Connects when not connected. Returns 0, or -1 (reason on stderr). */
+static int ensure_connected(struct redis_connection *connection)
+{
+	const struct redis_limiter *limiter = connection->limiter;
+	struct timeval timeout = { limiter->timeout_ms / 1000, (limiter->timeout_ms % 1000) * 1000 };
+	redisReply *reply;
+
+	if (connection->context != NULL)
+		return 0;
+	connection->context = redisConnectWithTimeout(limiter->redis.host,
+						      limiter->redis.port, timeout);
+	if (connection->context == NULL || connection->context->err) {
+		fprintf(stderr, "rate_limit_redis: connect %s:%d: %s\n",
+			limiter->redis.host, limiter->redis.port,
+			connection->context ? connection->context->errstr : "out of memory");
+		disconnect(connection);
+		return -1;
+	}
+	redisSetTimeout(connection->context, timeout);
+	if (limiter->redis.db != 0) {
+		reply = redisCommand(connection->context, "SELECT %d", limiter->redis.db);
+		if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+			freeReplyObject(reply);
+			disconnect(connection);
+			return -1;
+		}
+		freeReplyObject(reply);
+	}
+	return 0;
+}
+
+/* Runs the counting script for key; returns the count, or -1 after a
+ * failure (the connection is dropped; the reason goes to stderr). */
+static long long count_hit(struct redis_connection *connection, const char *key,
+			   long ttl_ms)
+{
+	const struct redis_limiter *limiter = connection->limiter;
+	redisReply *reply;
+	long long count = -1;
+
+	if (ensure_connected(connection) != 0)
+		return -1;
+	reply = redisCommand(connection->context, "EVALSHA %s 1 %s %ld",
+			     limiter->script_sha, key, ttl_ms);
+	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
+	    strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+		/* First use on this Redis (or after a restart): send the
+		 * script itself once; EVALSHA finds it from then on. */
+		freeReplyObject(reply);
+		reply = redisCommand(connection->context, "EVAL %s 1 %s %ld",
+				     count_script, key, ttl_ms);
+	}
+	if (reply == NULL) {
+		fprintf(stderr, "rate_limit_redis: %s\n", connection->context->errstr);
+		disconnect(connection);
+		return -1;
+	}
+	if (reply->type == REDIS_REPLY_INTEGER)
+		count = reply->integer;
+	else
+		fprintf(stderr, "rate_limit_redis: unexpected reply: %s\n",
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "(not an integer)");
+	freeReplyObject(reply);
+	return count;
+}
+
+/* /health: can this worker reach Redis now? (Ignores the back-off, so it
+ * also shows when Redis has come back.) */
+static bool redis_health(struct kit_request *req, void *arg, cJSON *check)
+{
+	const struct redis_limiter *limiter = arg;
+	struct redis_connection *connection = kit_thread_resource(req, limiter->thread_slot);
+	redisReply *reply;
+	bool ok;
+
+	cJSON_AddStringToObject(check, "on_error", limiter->fail_open ? "open" : "closed");
+	if (connection == NULL || ensure_connected(connection) != 0) {
+		cJSON_AddStringToObject(check, "detail", "cannot connect");
+		return false;
+	}
+	reply = redisCommand(connection->context, "PING");
+	ok = reply != NULL && reply->type == REDIS_REPLY_STATUS;
+	if (reply == NULL)
+		disconnect(connection);
+	freeReplyObject(reply);
+	if (!ok)
+		cJSON_AddStringToObject(check, "detail", "PING failed");
+	return ok;
+}
+
+static int rate_limit_redis_init(struct kit_app *app, void **state)
+{
+	struct redis_limiter *limiter = calloc(1, sizeof(*limiter));
+	const char *mode = kit_env_string("RATE_LIMIT_ON_REDIS_ERROR", "open");
+	unsigned char digest[SHA_DIGEST_LENGTH];
+
+	if (limiter == NULL)
+		return -1;
+	*state = limiter;
+	if (kit_rate_limit_config_from_env(&limiter->defaults) != 0 ||
+	    kit_store_config_from_env(&limiter->redis) != 0 ||
+	    kit_env_long("REDIS_RATE_LIMIT_TIMEOUT_MS", 50, 1, 10000, &limiter->timeout_ms) != 0)
+		return -1;
+	if (strcmp(mode, "open") != 0 && strcmp(mode, "closed") != 0) {
+		fprintf(stderr, "RATE_LIMIT_ON_REDIS_ERROR: \"%s\" is not open or closed\n", mode);
+		return -1;
+	}
+	limiter->fail_open = strcmp(mode, "open") == 0;
+
+	SHA1((const unsigned char *)count_script, strlen(count_script), digest);
+	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+		snprintf(limiter->script_sha + 2 * i, 3, "%02x", digest[i]);
+
+	limiter->thread_slot = kit_app_thread_resource(app, connection_create,
+						       connection_destroy, limiter);
+	limiter->decisions = kit_metric_register(KIT_COUNTER, "gateway_rate_limit_decisions_total",
+		"Rate-limit decisions: allowed, limited, or skipped because Redis was unreachable.",
+		(const char *const[]){ "policy", "decision", NULL }, NULL, 0);
+	limiter->errors = kit_metric_register(KIT_COUNTER, "gateway_rate_limit_redis_errors_total",
+		"Failed Redis calls of the rate limiter.", NULL, NULL, 0);
+	/* Failing closed, a Redis outage stops this instance: take it out of
+	 * the load balancer. Failing open, it only degrades it. */
+	if (limiter->fail_open)
+		kit_app_health_report(app, "redis", redis_health, limiter);
+	else
+		kit_app_health_check(app, "redis", redis_health, limiter);
+	return limiter->thread_slot >= 0 ? 0 : -1;
+}
+
+static int rate_limit_redis_handle(struct kit_request *req, void *state)
+{
+	struct redis_limiter *limiter = state;
+	const struct kit_rate_limit_config *config =
+		req->rate_limit != NULL ? req->rate_limit : &limiter->defaults;
+	struct redis_connection *connection;
+	struct kit_rate_decision decision;
+	const char *tier_policy;
+	char who[96], key[192];
+	time_t now = time(NULL);
+	time_t window_start = kit_rate_window_start(config->window_seconds, now);
+	uint64_t now_ns = kit_now_ns();
+	long limit;
+	long long count = -1;
+
+	if (req->route_pattern == NULL || req->access == KIT_OPERATIONS)
+		return KIT_NEXT;
+	limit = kit_rate_limit_for(config, req, who, sizeof(who), &tier_policy);
+	snprintf(key, sizeof(key), "rl:%s:%s:%lld", config->name, who, (long long)window_start);
+
+	connection = kit_thread_resource(req, limiter->thread_slot);
+	if (connection != NULL && now_ns >= atomic_load(&limiter->skip_until_ns)) {
+		count = count_hit(connection, key, (config->window_seconds + 1) * 1000);
+		if (count < 0) {
+			kit_metric_add(limiter->errors, NULL, 1);
+			atomic_store(&limiter->skip_until_ns,
+				     now_ns + (uint64_t)REDIS_BACKOFF_MS * 1000000u);
+		}
+	}
+	if (count < 0) {
+		kit_metric_add(limiter->decisions,
+			       (const char *const[]){ config->name, "skipped" }, 1);
+		if (!limiter->fail_open)
+			return kit_problem(req, 503, "the rate limiter cannot reach Redis; try again shortly");
+		kit_response_header(req, "X-RateLimit-Status", "redis-unavailable");
+		return KIT_NEXT;
+	}
+
+	decision = kit_rate_decide((long)count, limit, config->window_seconds, window_start, now);
+	kit_metric_add(limiter->decisions,
+		       (const char *const[]){ config->name, decision.allowed ? "allowed" : "limited" }, 1);
+	return kit_rate_limit_apply(req, tier_policy, config->window_seconds, &decision);
+}
+
+static void rate_limit_redis_destroy(void *state)
+{
+	free(state);
+}
+
+const struct kit_middleware kit_rate_limit_redis = {
+	.name = "rate_limit_redis",
+	.init = rate_limit_redis_init,
+	.handle = rate_limit_redis_handle,
+	.destroy = rate_limit_redis_destroy,
+};
