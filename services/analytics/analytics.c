@@ -10,10 +10,18 @@
  * total that disagrees with the days. The url-shortener reports through
  * struct analytics_events: analytics_in_process writes to this worker's
  * store (the monolith); from Phase 2 the analytics service calls
- * analytics_store_*() from its own endpoint. The only state is a metric
+ * analytics_store_*() from its own endpoints, mounted by
+ * analytics_mount_internal() in services/analytics/main.c only:
+ *
+ *   POST /internal/links   {"code","owner"}                      -> 204
+ *   POST /internal/clicks  {"code","referrer"?,"user_agent"?,"at"?} -> 204
+ *
+ * The gateway has no route to /internal, so only processes on the internal
+ * network (the url-shortener) reach them. The only state is a metric
  * pointer, set by analytics_mount() before the server starts.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -370,6 +378,118 @@ out:
 	cJSON_Delete(reply);
 	kit_store_hash_free(&hash);
 	return status;
+}
+
+/* ---- the internal endpoints (Phase 2's analytics process) ---- */
+
+/* Latest "at" accepted: 9999-12-31T23:59:59Z, the last second that
+ * strftime's %Y still writes as four digits. */
+#define ANALYTICS_AT_MAX 253402300799LL
+
+/* The optional integer member "at" (unix seconds) into *at: now when it is
+ * absent or null. Returns KIT_NEXT, or answers 400 and returns 400. */
+static int analytics_json_time(struct kit_request *req, const cJSON *body,
+			       long long *at)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, "at");
+	double value;
+
+	*at = (long long)time(NULL);
+	if (item == NULL || cJSON_IsNull(item))
+		return KIT_NEXT;
+	if (!cJSON_IsNumber(item))
+		return kit_problem(req, 400, "at must be an integer (unix seconds)");
+	value = item->valuedouble;
+	if (value != floor(value) || value < 0 ||
+	    value > (double)ANALYTICS_AT_MAX)
+		return kit_problem(req, 400, "at must be an integer number of seconds between 0 and %lld",
+				   ANALYTICS_AT_MAX);
+	*at = (long long)value;
+	return KIT_NEXT;
+}
+
+/* POST /internal/links {"code","owner"} -> 204: a new link, owned by
+ * owner, starts at 0 clicks. Sent by the url-shortener's analytics client. */
+static int analytics_internal_link(struct kit_request *req)
+{
+	struct kit_store *store;
+	cJSON *body;
+	const char *code;
+	const char *owner;
+	int status;
+
+	/* 1. The event. */
+	status = kit_request_json(req, &body);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "code", true, &code);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "owner", true, &owner);
+	if (status != KIT_NEXT)
+		return status;
+	if (!alias_is_valid(code))
+		return kit_problem(req, 400, "code must be 3-32 characters of A-Z a-z 0-9 _ -");
+	if (owner[0] == '\0' || strlen(owner) > KIT_SUBJECT_MAX)
+		return kit_problem(req, 400, "owner must be 1-%d bytes", KIT_SUBJECT_MAX);
+
+	/* 2. Stored, or 503: the sender keeps the event and tries again. */
+	store = kit_request_store(req);
+	if (analytics_store_link(store, code, owner) != 0)
+		return kit_problem_store(req, store);
+	return kit_respond_empty(req, 204);
+}
+
+/* POST /internal/clicks {"code","referrer"?,"user_agent"?,"at"?} -> 204.
+ * "at" is when the redirect happened, so a click delivered late (analytics
+ * was down) still counts on its own day. */
+static int analytics_internal_click(struct kit_request *req)
+{
+	struct kit_store *store;
+	cJSON *body;
+	const char *code;
+	const char *referrer;
+	const char *user_agent;
+	long long at;
+	int status;
+
+	/* 1. The event. */
+	status = kit_request_json(req, &body);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "code", true, &code);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "referrer", false, &referrer);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "user_agent", false, &user_agent);
+	if (status != KIT_NEXT)
+		return status;
+	status = analytics_json_time(req, body, &at);
+	if (status != KIT_NEXT)
+		return status;
+	if (!alias_is_valid(code))
+		return kit_problem(req, 400, "code must be 3-32 characters of A-Z a-z 0-9 _ -");
+
+	/* 2. Stored, or 503: the sender keeps the event and tries again. */
+	store = kit_request_store(req);
+	if (analytics_store_click(store, code, referrer, user_agent, at) != 0)
+		return kit_problem_store(req, store);
+	return kit_respond_empty(req, 204);
+}
+
+void analytics_mount_internal(struct kit_app *app)
+{
+	kit_app_use_store(app);
+	/* KIT_PUBLIC: no identity needed, because the caller is a service,
+	 * not a user; what keeps clients out is the network (the gateway has
+	 * no route here, and the service listens on loopback / an internal
+	 * network), not this flag. */
+	kit_route(app, "POST", "/internal/links", analytics_internal_link,
+		  KIT_PUBLIC);
+	kit_route(app, "POST", "/internal/clicks", analytics_internal_click,
+		  KIT_PUBLIC);
 }
 
 void analytics_mount(struct kit_app *app)

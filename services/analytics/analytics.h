@@ -4,6 +4,8 @@
  *
  * Route:   GET /analytics/:code (authenticated; the link's owner only, 403
  *          for anyone else) -> 200 {"code","clicks","clicks_by_day",...}
+ *          Phase 2's process adds POST /internal/links and /internal/clicks
+ *          (analytics_mount_internal).
  *
  * Data: "analytics:<code>" hash with fields owner, total, day:<YYYY-MM-DD>,
  * last_referrer, last_user_agent_family.
@@ -29,6 +31,15 @@ struct analytics_events {
 extern const struct analytics_events analytics_in_process;
 
 void analytics_mount(struct kit_app *app);
+
+/* Phase 2's analytics process only (services/analytics/main.c), never the
+ * monolith: the endpoints the url-shortener's analytics client posts to,
+ *   POST /internal/links   {"code","owner"}                        -> 204
+ *   POST /internal/clicks  {"code","referrer"?,"user_agent"?,"at"?} -> 204
+ * ("at": unix seconds, default now). 400 for a bad event, 503 when the
+ * store fails. Unauthenticated: reachable only on the internal network,
+ * because the gateway has no route to /internal. */
+void analytics_mount_internal(struct kit_app *app);
 
 /* The storage side, shared by analytics_in_process and (Phase 2) the
  * service's own HTTP endpoint. Return 0 or -1 (store error). */

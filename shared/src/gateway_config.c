@@ -253,7 +253,9 @@ static int parse_route(struct parser *p, const cJSON *item, int index,
 		if (strcmp(config->routes[i].prefix, route->prefix) == 0)
 			return fail(p, field, "\"%s\" is also routes[%d]'s prefix", route->prefix, i);
 	}
-	snprintf(route->pattern, sizeof(route->pattern), "%s/...", route->prefix);
+	/* prefix is at most 127 bytes, pattern has room for it and "/...". */
+	strcpy(route->pattern, route->prefix);
+	strcat(route->pattern, "/...");
 
 	snprintf(field, sizeof(field), "routes[%d].rewrite", index);
 	if (route->rewrite[0] != '/' || strpbrk(route->rewrite, "?# \t") != NULL)
