@@ -4,8 +4,14 @@
 # `docker-compose -f FILE config -q` parses the file, checks it against the
 # compose schema and resolves its variables without talking to a Docker
 # engine, so it runs here and in CI where there is none. Files that require
-# JWT_SECRET (${JWT_SECRET:?...}) get a dummy one. Each file is one check;
-# the last line is "N passed, N failed".
+# JWT_SECRET (${JWT_SECRET:?...}) get a dummy one. Each file is one check.
+#
+# Then docker-compose.yml's shape, read from that resolved config: every
+# service names a profile (docker-compose 1.29 starts a service without one
+# in every profile), each phase's profile has the services it needs, in
+# Phase 2 only the gateway publishes a port (the services trust X-User-*
+# headers, so they must not be reachable from outside), and every
+# Dockerfile a build names exists. The last line is "N passed, N failed".
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -36,5 +42,62 @@ for file in "${FILES[@]}"; do
 		fail "$file is valid (docker-compose config)" "$(head -c 600 "$TEST_DIR/compose.out")"
 	fi
 done
+
+# --- docker-compose.yml's shape -----------------------------------------
+# The resolved config is YAML; the Python that docker-compose runs on has
+# a YAML parser (docker-compose needs it), so use that one.
+COMPOSE_PYTHON=$(head -n 1 "$(command -v docker-compose)" | sed -n 's/^#! *//p')
+COMPOSE_PYTHON=${COMPOSE_PYTHON:-python3}
+if ! JWT_SECRET=compose-check-dummy-secret-0123456789abcdef \
+	docker-compose -f docker-compose.yml config >"$TEST_DIR/resolved.yml" 2>&1; then
+	fail "docker-compose.yml resolves" "$(head -c 600 "$TEST_DIR/resolved.yml")"
+	finish
+	exit 1
+fi
+
+# Prints one line per finding: "ok <what>" or "not ok <what>: <why>".
+$COMPOSE_PYTHON - "$TEST_DIR/resolved.yml" >"$TEST_DIR/shape.txt" 2>&1 <<'PYTHON'
+import os
+import sys
+
+import yaml
+
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+phases = {
+    "phase1": {"redis", "monolith"},
+    "phase2": {"redis", "users", "url-shortener", "analytics", "gateway"},
+}
+published = {"phase1": {"monolith"}, "phase2": {"gateway"}}
+
+
+def report(ok, what, why=""):
+    print(("ok " if ok else "not ok ") + what + ("" if ok else ": " + why))
+
+
+for name, service in sorted(services.items()):
+    report(bool(service.get("profiles")), f"service {name} names a profile", "it has no profiles")
+    build = service.get("build")
+    if build:
+        dockerfile = os.path.join(build["context"], build.get("dockerfile", "Dockerfile"))
+        report(os.path.isfile(dockerfile), f"service {name}'s Dockerfile exists", dockerfile)
+
+for phase, wanted in phases.items():
+    members = {n for n, s in services.items() if phase in s.get("profiles", [])}
+    report(members == wanted, f"profile {phase} is {', '.join(sorted(wanted))}",
+           f"it is {', '.join(sorted(members))}")
+    with_ports = {n for n in members if n != "redis" and services[n].get("ports")}
+    report(with_ports == published[phase],
+           f"in {phase} only {', '.join(sorted(published[phase]))} publishes a port",
+           f"these do: {', '.join(sorted(with_ports))}")
+PYTHON
+if ! grep -q '^ok ' "$TEST_DIR/shape.txt"; then
+	fail "docker-compose.yml's shape can be checked" "$(head -c 600 "$TEST_DIR/shape.txt")"
+fi
+while IFS= read -r line; do
+	case $line in
+	"ok "*) pass "${line#ok }" ;;
+	"not ok "*) fail "${line#not ok }" ;;
+	esac
+done <"$TEST_DIR/shape.txt"
 
 finish

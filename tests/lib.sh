@@ -7,12 +7,18 @@
 #             reason (expected vs got) and is counted; finish prints
 #             "N passed, N failed" and returns 1 when anything failed.
 #   HTTP      http METHOD URL [BODY] [curl args...] sends one request and
-#             keeps the answer in HTTP_STATUS, HTTP_BODY and a headers file;
-#             expect_status, expect_json, expect_jq, expect_header,
-#             expect_header_match, expect_no_header and expect_problem then
-#             read it.
-#   processes free_port, start_redis, start_monolith, wait_for_http,
-#             stop_pid. Every process started here is recorded, and an EXIT
+#             keeps the answer in HTTP_STATUS, HTTP_BODY, HTTP_TIME and a
+#             headers file; expect_status, expect_json, expect_jq,
+#             expect_header, expect_header_match, expect_no_header and
+#             expect_problem then read it.
+#   numbers   check_num (compare numbers, floats too), metric_sum (add up
+#             the series of one Prometheus family), poll_until (retry a
+#             command until it succeeds, for at most N seconds).
+#   tokens    b64url, make_token: JWTs built with openssl, forged ones too.
+#   processes free_port, start_redis, start_service (any kit server: polls
+#             its /health), start_monolith, start_gateway, wait_for_http,
+#             stop_pid, stop_pids (several at once), kill_pid (SIGKILL: a
+#             crash). Every process started here is recorded, and an EXIT
 #             trap stops them all by pid, even when a check fails or the
 #             script is interrupted.
 #
@@ -102,6 +108,88 @@ check_true() {
 	fi
 }
 
+# check_num DESCRIPTION GOT OP LIMIT: GOT and LIMIT are numbers (integers
+# or decimals, as Prometheus and curl print them); OP is one of
+# < <= > >= ==. Fails when GOT is not a number.
+check_num() {
+	local description=$1 got=$2 op=$3 limit=$4
+	if [[ ! $got =~ ^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$ ]]; then
+		fail "$description" "expected a number $op $limit, got '$got'"
+	elif awk -v a="$got" -v b="$limit" -v op="$op" 'BEGIN {
+		if (op == "<") exit !(a + 0 < b + 0)
+		if (op == "<=") exit !(a + 0 <= b + 0)
+		if (op == ">") exit !(a + 0 > b + 0)
+		if (op == ">=") exit !(a + 0 >= b + 0)
+		if (op == "==") exit !(a + 0 == b + 0)
+		exit 2 }'; then
+		pass "$description"
+	else
+		fail "$description" "expected $op $limit, got $got"
+	fi
+}
+
+# poll_until SECONDS COMMAND...: runs COMMAND every POLL_INTERVAL until it
+# succeeds (returns 0) or SECONDS have passed (returns 1). POLL_ELAPSED is
+# then the time it took, in seconds with milliseconds ("0.350"). For
+# things that happen in the background (a click delivered, a reconnect):
+# the bound says how long is too long.
+POLL_ELAPSED=""
+poll_until() {
+	local limit_us start_us now_us
+	limit_us=$(awk -v s="$1" 'BEGIN { printf "%d", s * 1000000 }')
+	shift
+	start_us=${EPOCHREALTIME/[.,]/}
+	while :; do
+		if "$@"; then
+			now_us=${EPOCHREALTIME/[.,]/}
+			POLL_ELAPSED=$(awk -v us=$((now_us - start_us)) 'BEGIN { printf "%.3f", us / 1e6 }')
+			return 0
+		fi
+		now_us=${EPOCHREALTIME/[.,]/}
+		if [ $((now_us - start_us)) -ge "$limit_us" ]; then
+			POLL_ELAPSED=$(awk -v us=$((now_us - start_us)) 'BEGIN { printf "%.3f", us / 1e6 }')
+			return 1
+		fi
+		sleep "$POLL_INTERVAL"
+	done
+}
+
+# metric_sum TEXT NAME [LABEL="VALUE"...]: the sum of every series of
+# metric NAME in the Prometheus text TEXT whose labels include each
+# LABEL="VALUE" given (exactly, quotes included). Prints nothing when no
+# series matches, so "absent" and "0" stay different.
+#   metric_sum "$METRICS" gateway_upstream_requests_total 'upstream="users"'
+metric_sum() {
+	local text=$1 name=$2
+	shift 2
+	awk -v name="$name" -v filters="$*" '
+		BEGIN { n = split(filters, wanted, " ") }
+		/^#/ || NF == 0 { next }
+		{
+			line = $0
+			brace = index(line, "{")
+			if (brace > 0) {
+				series = substr(line, 1, brace - 1)
+				end = index(line, "} ")
+				labels = substr(line, brace, end - brace + 1)
+				rest = substr(line, end + 2)
+			} else {
+				series = $1
+				labels = ""
+				rest = $2
+			}
+			if (series != name)
+				next
+			for (i = 1; i <= n; i++)
+				if (index(labels, wanted[i]) == 0)
+					next
+			split(rest, value, " ")
+			sum += value[1]
+			found = 1
+		}
+		END { if (found) printf "%.15g\n", sum }' <<<"$text"
+}
+
 # finish: stops every process still running, says where the logs are when
 # they are kept, and prints the totals as the last line. Returns 1 when a
 # check failed.
@@ -124,6 +212,7 @@ finish() {
 HTTP_STATUS=""
 HTTP_BODY=""
 HTTP_ERROR=""
+HTTP_TIME=""
 HTTP_HEADERS_FILE="$TEST_DIR/last.headers"
 HTTP_BODY_FILE="$TEST_DIR/last.body"
 HTTP_COUNT=0
@@ -133,6 +222,7 @@ HTTP_COUNT=0
 # Sends one request with curl (redirects are not followed) and keeps:
 #   HTTP_STATUS   "201", or "000" when no answer came (HTTP_ERROR says why)
 #   HTTP_BODY     the response body
+#   HTTP_TIME     seconds the exchange took, as curl measured it ("0.004213")
 #   the headers   read them with `header NAME`
 # A non-empty BODY is sent as is, with Content-Type: application/json unless
 # the extra arguments set a Content-Type of their own. A BODY starting with
@@ -143,7 +233,7 @@ http() {
 	[ $# -gt 0 ] && shift
 	local args=(--silent --show-error --max-time 20 --request "$method"
 		--output "$HTTP_BODY_FILE" --dump-header "$HTTP_HEADERS_FILE"
-		--write-out '%{http_code}')
+		--write-out '%{http_code} %{time_total}')
 	if [ -n "$body" ]; then
 		local arg has_type=0
 		for arg in "$@"; do
@@ -160,9 +250,12 @@ http() {
 	: >"$HTTP_BODY_FILE"
 	: >"$HTTP_HEADERS_FILE"
 	HTTP_ERROR=""
-	HTTP_STATUS=$(curl "${args[@]}" "$@" "$url" 2>"$TEST_DIR/last.curl-error") ||
+	local written
+	written=$(curl "${args[@]}" "$@" "$url" 2>"$TEST_DIR/last.curl-error") ||
 		HTTP_ERROR=$(cat "$TEST_DIR/last.curl-error")
+	HTTP_STATUS=${written%% *}
 	HTTP_STATUS=${HTTP_STATUS:-000}
+	HTTP_TIME=${written#* }
 	HTTP_BODY=$(cat "$HTTP_BODY_FILE")
 }
 
@@ -403,63 +496,120 @@ wait_for_http() {
 	return 1
 }
 
-# start_monolith BINARY LOG_PREFIX PORT [VAR=VALUE...]: starts a monolith
-# listening on 127.0.0.1:PORT with the given environment and polls
-# /health until it answers 200. Sets MONOLITH_PID. Returns 1 (after
-# printing the end of its stderr) when it exits or never gets healthy.
-start_monolith() {
-	local binary=$1 log_prefix=$2 port=$3
-	shift 3
-	start_server "monolith:$port" "$binary" "$log_prefix" \
+# start_service NAME BINARY LOG_PREFIX PORT [VAR=VALUE...]: starts a kit
+# server (the monolith, the gateway, a Phase 2 service) listening on
+# 127.0.0.1:PORT with the given environment, and polls its /health until it
+# answers 200. Sets SERVICE_PID. Returns 1 (after printing the end of its
+# stderr) when it exits or never gets healthy.
+start_service() {
+	local name=$1 binary=$2 log_prefix=$3 port=$4
+	shift 4
+	start_server "$name:$port" "$binary" "$log_prefix" \
 		PORT="$port" BIND_ADDRESS=127.0.0.1 "$@"
-	MONOLITH_PID=$SERVER_PID
-	if ! wait_for_http "http://127.0.0.1:$port/health" "$MONOLITH_PID"; then
+	SERVICE_PID=$SERVER_PID
+	if ! wait_for_http "http://127.0.0.1:$port/health" "$SERVICE_PID"; then
 		echo "# the end of $log_prefix.err:" >&2
 		tail -n 20 "$log_prefix.err" 2>/dev/null | sed 's/^/#   /' >&2
 		return 1
 	fi
 }
 
-# stop_pid PID: SIGTERM, poll until the process is gone, SIGKILL when it
-# takes longer than the poll bound. Sets STOPPED_STATUS to its exit status
-# (143 or 137 when a signal ended it). Safe to call twice.
-stop_pid() {
-	local pid=$1
-	STOPPED_STATUS=""
-	if [ -z "${PID_NAMES[$pid]+set}" ]; then
-		return 0 # not ours, or already stopped
-	fi
-	if pid_alive "$pid"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 1 "$POLL_TRIES"); do
-			pid_alive "$pid" || break
-			sleep "$POLL_INTERVAL"
-		done
-		if pid_alive "$pid"; then
-			echo "# ${PID_NAMES[$pid]} ignored SIGTERM; sending SIGKILL" >&2
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	# Reap it (it is our child) and keep its exit status.
-	if wait "$pid" 2>/dev/null; then
-		STOPPED_STATUS=0
-	else
-		STOPPED_STATUS=$?
-	fi
+# start_monolith BINARY LOG_PREFIX PORT [VAR=VALUE...]: start_service for
+# the monolith; sets MONOLITH_PID.
+start_monolith() {
+	local status=0
+	start_service monolith "$@" || status=1
+	MONOLITH_PID=$SERVICE_PID
+	return $status
+}
+
+# start_gateway BINARY LOG_PREFIX PORT [VAR=VALUE...]: start_service for a
+# gateway; sets GATEWAY_PID. Its /health answers 200 while an upstream is
+# down ("degraded"), so it is ready as soon as it listens.
+start_gateway() {
+	local status=0
+	start_service gateway "$@" || status=1
+	GATEWAY_PID=$SERVICE_PID
+	return $status
+}
+
+# _forget_pid PID: drops PID from the processes the exit trap stops.
+_forget_pid() {
+	local pid=$1 kept=() p
 	unset "PID_NAMES[$pid]"
-	local kept=() p
 	for p in "${STARTED_PIDS[@]}"; do
 		[ "$p" = "$pid" ] || kept+=("$p")
 	done
 	STARTED_PIDS=("${kept[@]}")
 }
 
-# stop_all: stops every process still recorded, newest first.
-stop_all() {
-	local i
-	for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
-		stop_pid "${STARTED_PIDS[$i]}"
+# stop_pids PID...: stops several processes at once: SIGTERM (and SIGCONT,
+# in case a test left one stopped with SIGSTOP) to all of them, then one
+# poll until all are gone, SIGKILL for those that take longer than the poll
+# bound. civetweb 1.15 can take up to 2 s to stop (its master thread polls),
+# so stopping six servers one after the other would cost 12 s; together
+# they cost 2. Each exit status goes to STOPPED_STATUSES[PID] (143 or 137
+# when a signal ended it). Pids this library did not start are ignored.
+declare -A STOPPED_STATUSES=()
+stop_pids() {
+	local pid ours=() any_alive
+	for pid in "$@"; do
+		[ -n "${PID_NAMES[$pid]+set}" ] || continue # not ours, or stopped
+		ours+=("$pid")
+		if pid_alive "$pid"; then
+			kill -TERM "$pid" 2>/dev/null || true
+			kill -CONT "$pid" 2>/dev/null || true
+		fi
 	done
+	for _ in $(seq 1 "$POLL_TRIES"); do
+		any_alive=0
+		for pid in "${ours[@]}"; do
+			if pid_alive "$pid"; then
+				any_alive=1
+				break
+			fi
+		done
+		[ "$any_alive" = 0 ] && break
+		sleep "$POLL_INTERVAL"
+	done
+	for pid in "${ours[@]}"; do
+		if pid_alive "$pid"; then
+			echo "# ${PID_NAMES[$pid]} ignored SIGTERM; sending SIGKILL" >&2
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		# Reap it (it is our child) and keep its exit status.
+		if wait "$pid" 2>/dev/null; then
+			STOPPED_STATUSES[$pid]=0
+		else
+			STOPPED_STATUSES[$pid]=$?
+		fi
+		_forget_pid "$pid"
+	done
+}
+
+# stop_pid PID: stop_pids for one process; its exit status is also in
+# STOPPED_STATUS. Safe to call twice.
+stop_pid() {
+	STOPPED_STATUS=""
+	stop_pids "$1"
+	STOPPED_STATUS=${STOPPED_STATUSES[$1]:-}
+}
+
+# kill_pid PID: SIGKILL, as a crash or the OOM killer would: no clean-up,
+# no goodbye to open connections. Reaps the process.
+kill_pid() {
+	local pid=$1
+	[ -n "${PID_NAMES[$pid]+set}" ] || return 0
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null
+	STOPPED_STATUS=137
+	_forget_pid "$pid"
+}
+
+# stop_all: stops every process still recorded, all at once.
+stop_all() {
+	[ ${#STARTED_PIDS[@]} -gt 0 ] || return 0
+	stop_pids "${STARTED_PIDS[@]}"
 }
 
 # The exit trap: stop what we started, then keep or remove TEST_DIR.
@@ -483,4 +633,43 @@ trap 'echo "# terminated" >&2; exit 143' TERM
 # LeakSanitizer or UBSan report (empty when none does).
 sanitizer_reports() {
 	grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$@" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------
+# Tokens
+# ---------------------------------------------------------------------------
+
+# b64url: base64url without padding (RFC 7515), stdin to stdout.
+b64url() {
+	openssl base64 -A | tr '+/' '-_' | tr -d '='
+}
+
+# make_token ALG SECRET PAYLOAD_JSON [HEADER_JSON]: a JWT signed with
+# HMAC-SHA-256/384/512 (ALG HS256/HS384/HS512) or not at all (ALG none),
+# built here with openssl so tests can forge what a server must refuse.
+make_token() {
+	local alg=$1 secret=$2 payload=$3 header=${4:-}
+	local signing_input signature=""
+	if [ -z "$header" ]; then
+		header=$(jq -cn --arg alg "$alg" '{alg: $alg, typ: "JWT"}')
+	fi
+	signing_input="$(printf '%s' "$header" | b64url).$(printf '%s' "$payload" | b64url)"
+	case $alg in
+	HS256) signature=$(printf '%s' "$signing_input" | openssl dgst -sha256 -hmac "$secret" -binary | b64url) ;;
+	HS384) signature=$(printf '%s' "$signing_input" | openssl dgst -sha384 -hmac "$secret" -binary | b64url) ;;
+	HS512) signature=$(printf '%s' "$signing_input" | openssl dgst -sha512 -hmac "$secret" -binary | b64url) ;;
+	none) ;;
+	esac
+	printf '%s.%s' "$signing_input" "$signature"
+}
+
+# tamper_token TOKEN: TOKEN with one character in the middle of its
+# signature changed (not the last one: its low bits are padding and may
+# decode the same).
+tamper_token() {
+	local token=$1 signature flipped
+	signature=${token##*.}
+	flipped=${signature:10:1}
+	if [ "$flipped" = "A" ]; then flipped=B; else flipped=A; fi
+	printf '%s' "${token%.*}.${signature:0:10}$flipped${signature:11}"
 }

@@ -5,7 +5,10 @@
 #   all   unit, then tests/compose.sh, then tests/phase1.sh against
 #         build/bin/monolith, then again against build/asan/bin/monolith
 #         (AddressSanitizer + UBSan: phase1.sh fails on any sanitizer report
-#         in the monolith's logs, and on a non-zero exit at SIGTERM)
+#         in the monolith's logs, and on a non-zero exit at SIGTERM), then
+#         tests/phase2.sh against build/bin and build/asan/bin the same
+#         way, and last tests/compare.sh (Phase 1 vs Phase 2 side by side:
+#         one check, that every step answered the same status on both)
 #
 # `make test` builds both binaries first and then runs `tests/run.sh all`.
 # Each suite gets a header; its passes and failures are read from its own
@@ -134,6 +137,11 @@ all)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		run_script "phase 1 ASan+UBSan (build/asan)" bash tests/phase1.sh build/asan/bin/monolith
+	run_script "phase 2 (build/bin)" bash tests/phase2.sh build/bin
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		run_script "phase 2 ASan+UBSan (build/asan)" bash tests/phase2.sh build/asan/bin
+	run_script "phase 1 vs phase 2 (tests/compare.sh)" bash tests/compare.sh build/bin
 	;;
 *)
 	echo "usage: tests/run.sh unit|all" >&2

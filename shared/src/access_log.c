@@ -70,7 +70,9 @@ static void access_log_finish(struct kit_request *req, void *state)
 		return;
 	iso8601_now(time_text, sizeof(time_text));
 	cJSON_AddStringToObject(line, "time", time_text);
-	cJSON_AddStringToObject(line, "service", req->service);
+	cJSON_AddStringToObject(line, "service", kit_app_name(req->app));
+	if (strcmp(req->service, kit_app_name(req->app)) != 0)
+		cJSON_AddStringToObject(line, "upstream", req->service); /* gateway */
 	cJSON_AddStringToObject(line, "request_id", req->request_id);
 	cJSON_AddStringToObject(line, "method", req->method);
 	cJSON_AddStringToObject(line, "path", req->path);

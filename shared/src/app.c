@@ -103,7 +103,7 @@ struct kit_app *kit_app_new(const char *service_name, int default_port)
 		strcpy(app->bind_address, bind);
 	}
 	if (kit_env_long("PORT", default_port, 1, 65535, &app->port) != 0 ||
-	    kit_env_long("WORKER_THREADS", 16, 1, 1024, &app->worker_threads) != 0 ||
+	    kit_env_long("WORKER_THREADS", 64, 1, 1024, &app->worker_threads) != 0 ||
 	    kit_env_long("MAX_BODY_BYTES", 65536, 1, 64L << 20, &app->max_body) != 0 ||
 	    read_trusted_proxies(app) != 0 ||
 	    kit_store_config_from_env(&app->store_config) != 0)

@@ -45,13 +45,19 @@ static int fail(struct parser *p, const char *field, const char *fmt, ...)
 	return -1;
 }
 
-/* Refuses members of object that are not in allowed (NULL-terminated). */
+/* Refuses members of object that are not in allowed (NULL-terminated),
+ * and members given twice (cJSON keeps both and finds the first, so
+ * "access": "public", "access": "authenticated" would quietly be public). */
 static int check_members(struct parser *p, const cJSON *object, const char *field,
 			 const char *const *allowed)
 {
 	const cJSON *member;
 
 	cJSON_ArrayForEach(member, object) {
+		for (const cJSON *later = member->next; later != NULL; later = later->next) {
+			if (strcmp(member->string, later->string) == 0)
+				return fail(p, field, "\"%s\" is given twice", member->string);
+		}
 		bool known = false;
 		for (size_t i = 0; allowed[i] != NULL; i++) {
 			if (strcmp(member->string, allowed[i]) == 0)
@@ -108,6 +114,26 @@ static int read_string(struct parser *p, const cJSON *object, const char *name,
 	return 0;
 }
 
+static struct kit_upstream *find_upstream(struct kit_gateway_config *config,
+					  const char *name)
+{
+	for (int i = 0; i < config->upstream_count; i++) {
+		if (strcmp(config->upstreams[i].name, name) == 0)
+			return &config->upstreams[i];
+	}
+	return NULL;
+}
+
+static const struct kit_rate_limit_config *find_policy(const struct kit_gateway_config *config,
+							const char *name)
+{
+	for (int i = 0; i < config->policy_count; i++) {
+		if (strcmp(config->policies[i].name, name) == 0)
+			return &config->policies[i];
+	}
+	return NULL;
+}
+
 static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 			   struct kit_gateway_config *config)
 {
@@ -116,12 +142,15 @@ static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 
 	if (!cJSON_IsObject(upstreams) || cJSON_GetArraySize(upstreams) == 0)
 		return fail(p, "upstreams", "must be an object with at least one upstream");
+
 	cJSON_ArrayForEach(item, upstreams) {
 		struct kit_upstream *upstream;
 		char field[96], env_name[64] = "";
 		size_t len;
 
 		snprintf(field, sizeof(field), "upstreams.%s", item->string);
+		if (find_upstream(config, item->string) != NULL)
+			return fail(p, field, "is given twice");
 		if (config->upstream_count == KIT_GATEWAY_MAX_UPSTREAMS)
 			return fail(p, "upstreams", "more than %d upstreams", KIT_GATEWAY_MAX_UPSTREAMS);
 		if (!cJSON_IsObject(item))
@@ -172,6 +201,8 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 		char field[96];
 
 		snprintf(field, sizeof(field), "rate_limit_policies.%s", item->string);
+		if (find_policy(config, item->string) != NULL)
+			return fail(p, field, "is given twice");
 		if (config->policy_count == KIT_GATEWAY_MAX_POLICIES)
 			return fail(p, "rate_limit_policies", "more than %d policies",
 				    KIT_GATEWAY_MAX_POLICIES);
@@ -190,26 +221,6 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 		config->policy_count++;
 	}
 	return 0;
-}
-
-static struct kit_upstream *find_upstream(struct kit_gateway_config *config,
-					  const char *name)
-{
-	for (int i = 0; i < config->upstream_count; i++) {
-		if (strcmp(config->upstreams[i].name, name) == 0)
-			return &config->upstreams[i];
-	}
-	return NULL;
-}
-
-static const struct kit_rate_limit_config *find_policy(const struct kit_gateway_config *config,
-							const char *name)
-{
-	for (int i = 0; i < config->policy_count; i++) {
-		if (strcmp(config->policies[i].name, name) == 0)
-			return &config->policies[i];
-	}
-	return NULL;
 }
 
 /* A path prefix: starts with '/', no trailing '/', no '?', '#', '*' or
@@ -293,7 +304,8 @@ int kit_gateway_config_parse(const char *path, const char *text,
 		"upstreams", "pool", "rate_limit_policies", "routes", NULL,
 	};
 	static const char *const pool_members[] = {
-		"max_idle_per_thread", "idle_timeout_seconds", "connect_timeout_ms",
+		"max_idle_per_thread", "max_idle_per_upstream", "idle_timeout_seconds",
+		"connect_timeout_ms",
 		"max_response_bytes", NULL,
 	};
 	struct parser p = { .path = path, .error = error, .error_size = error_size };
@@ -325,6 +337,7 @@ int kit_gateway_config_parse(const char *path, const char *text,
 	}
 	if ((pool != NULL && check_members(&p, pool, "pool", pool_members) != 0) ||
 	    read_long(&p, pool, "max_idle_per_thread", "pool", 4, 1, 64, &config->max_idle_per_thread) != 0 ||
+	    read_long(&p, pool, "max_idle_per_upstream", "pool", 8, 1, 1024, &config->max_idle_per_upstream) != 0 ||
 	    read_long(&p, pool, "idle_timeout_seconds", "pool", 20, 1, 3600, &config->idle_timeout_seconds) != 0 ||
 	    read_long(&p, pool, "connect_timeout_ms", "pool", 500, 1, 60000, &config->connect_timeout_ms) != 0 ||
 	    read_long(&p, pool, "max_response_bytes", "pool", 8L << 20, 1024, 1L << 30, &config->max_response_bytes) != 0)

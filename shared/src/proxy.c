@@ -11,7 +11,12 @@
  * handle keeps up to pool.max_idle_per_thread keep-alive connections and
  * closes those idle longer than pool.idle_timeout_seconds, which is shorter
  * than the services' own keep-alive (30 s), so we close first and rarely
- * send on a connection the upstream has just dropped. Statistics per
+ * send on a connection the upstream has just dropped. Across all workers,
+ * once an upstream has pool.max_idle_per_upstream connections open, a
+ * request's connection is closed after use instead of kept (agentkeepalive's
+ * maxFreeSockets): a civetweb upstream spends one worker thread on every
+ * open connection, idle or not, so an unbounded pool from several gateways
+ * would starve it. Statistics per
  * upstream (created, closed, errors, in use, requests) are counted in
  * libcurl's open/close socket callbacks, so they are exact.
  *
@@ -110,19 +115,22 @@ static const char *const hop_by_hop[] = {
 bool kit_proxy_drop_request_header(const char *name, const char *connection)
 {
 	static const char *const set_by_gateway[] = {
-		"Host", "Content-Length", "Expect", "X-User-Id", "X-User-Tier",
+		"Host", "Content-Length", "Expect",
 		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
 		"X-Request-Id", "Forwarded", NULL,
 	};
 
-	return in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
+	/* X-User-* is the gateway's to say, all of it: a client's
+	 * X-User-Role must not reach a service that one day reads it. */
+	return strncasecmp(name, "X-User-", 7) == 0 ||
+	       in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
 	       named_by_connection(name, connection);
 }
 
 bool kit_proxy_drop_response_header(const char *name, const char *connection)
 {
 	static const char *const set_by_gateway[] = {
-		"Content-Length", "Date", "Content-Type", "X-Request-Id", "Server", NULL,
+		"Content-Length", "Date", "X-Request-Id", "Server", NULL,
 	};
 
 	return in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
@@ -467,6 +475,9 @@ static int proxy_handler(struct kit_request *req)
 		exchange.too_large = false;
 		prepare(thread->curl, thread, req, url, headers, &exchange,
 			left_ms > 0 ? left_ms : 1);
+		if (atomic_load(&upstream->pool.created) - atomic_load(&upstream->pool.closed) >
+		    proxy.config->max_idle_per_upstream)
+			curl_easy_setopt(thread->curl, CURLOPT_FORBID_REUSE, 1L);
 		atomic_fetch_add(&upstream->pool.requests, 1);
 		kit_metric_add(proxy.requests, labels, 1);
 		code = curl_easy_perform(thread->curl);

@@ -128,17 +128,16 @@ static int ensure_connected(struct redis_connection *connection)
 	return 0;
 }
 
-/* Runs the counting script for key; returns the count, or -1 after a
- * failure (the connection is dropped; the reason goes to stderr). */
-static long long count_hit(struct redis_connection *connection, const char *key,
-			   long ttl_ms)
+/* One EVALSHA (EVAL the first time a Redis sees the script). Returns the
+ * count, or -1 when the connection failed (it is dropped) or the reply was
+ * not a count. */
+static long long run_script(struct redis_connection *connection, const char *key,
+			    long ttl_ms)
 {
 	const struct redis_limiter *limiter = connection->limiter;
 	redisReply *reply;
 	long long count = -1;
 
-	if (ensure_connected(connection) != 0)
-		return -1;
 	reply = redisCommand(connection->context, "EVALSHA %s 1 %s %ld",
 			     limiter->script_sha, key, ttl_ms);
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
@@ -163,13 +162,33 @@ static long long count_hit(struct redis_connection *connection, const char *key,
 	return count;
 }
 
+/* Counts one hit on key; returns the count, or -1 when Redis cannot be
+ * reached. A connection that was open before may be stale (Redis restarted
+ * since this worker last used it): that failure is retried once on a fresh
+ * connection before it counts, or every worker's first request after a
+ * restart would fail and Redis would seem down for seconds. */
+static long long count_hit(struct redis_connection *connection, const char *key,
+			   long ttl_ms)
+{
+	bool was_connected = connection->context != NULL;
+	long long count;
+
+	if (ensure_connected(connection) != 0)
+		return -1;
+	count = run_script(connection, key, ttl_ms);
+	if (count < 0 && was_connected && connection->context == NULL &&
+	    ensure_connected(connection) == 0)
+		count = run_script(connection, key, ttl_ms);
+	return count;
+}
+
 /* /health: can this worker reach Redis now? (Ignores the back-off, so it
  * also shows when Redis has come back.) */
 static bool redis_health(struct kit_request *req, void *arg, cJSON *check)
 {
 	const struct redis_limiter *limiter = arg;
 	struct redis_connection *connection = kit_thread_resource(req, limiter->thread_slot);
-	redisReply *reply;
+	redisReply *reply = NULL;
 	bool ok;
 
 	cJSON_AddStringToObject(check, "on_error", limiter->fail_open ? "open" : "closed");
@@ -178,6 +197,11 @@ static bool redis_health(struct kit_request *req, void *arg, cJSON *check)
 		return false;
 	}
 	reply = redisCommand(connection->context, "PING");
+	if (reply == NULL) { /* stale: Redis restarted since; once more */
+		disconnect(connection);
+		if (ensure_connected(connection) == 0)
+			reply = redisCommand(connection->context, "PING");
+	}
 	ok = reply != NULL && reply->type == REDIS_REPLY_STATUS;
 	if (reply == NULL)
 		disconnect(connection);

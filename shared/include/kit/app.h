@@ -65,7 +65,8 @@ struct kit_middleware {
 /* Creates an app named service_name ("monolith", "gateway", "users", ...),
  * reading the server settings from the environment (docs/configuration.md):
  * PORT (default_port when unset), BIND_ADDRESS (127.0.0.1), WORKER_THREADS
- * (16), MAX_BODY_BYTES (65536). Never returns NULL: a bad setting is kept
+ * (64: civetweb spends one thread on each open connection, idle keep-alive
+ * ones included), MAX_BODY_BYTES (65536). Never returns NULL: a bad setting is kept
  * and makes kit_app_run() stop before listening. Free with kit_app_free(). */
 struct kit_app *kit_app_new(const char *service_name, int default_port);
 void kit_app_free(struct kit_app *app);

@@ -68,6 +68,9 @@ struct kit_gateway_config {
 
 	/* "pool": {...} */
 	long max_idle_per_thread;   /* connections a worker keeps (4)        */
+	long max_idle_per_upstream; /* open connections to one upstream, all
+	                             * workers together, above which a used
+	                             * connection is closed, not kept (8)     */
 	long idle_timeout_seconds;  /* closed after idling this long (20);
 	                             * shorter than the upstream's keep-alive */
 	long connect_timeout_ms;    /* (500)                                  */
@@ -98,9 +101,10 @@ struct kit_gateway_config *kit_gateway_config_load(struct kit_app *app,
 void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config);
 
 /* The header filter, exposed for unit tests: true when a request header
- * must not be forwarded upstream (hop-by-hop, Host, Content-Length,
- * identity and forwarding headers the gateway sets itself), or a response
- * header not passed back (hop-by-hop, Content-Length, Date). connection is
+ * must not be forwarded upstream (hop-by-hop, Host, Content-Length, Expect,
+ * any X-User-*, and the forwarding and request-id headers the gateway sets
+ * itself), or a response header not passed back (hop-by-hop,
+ * Content-Length, Date, Server, X-Request-Id: the gateway writes its own). connection is
  * the message's Connection header (its tokens are hop-by-hop too), or NULL. */
 bool kit_proxy_drop_request_header(const char *name, const char *connection);
 bool kit_proxy_drop_response_header(const char *name, const char *connection);

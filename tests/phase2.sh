@@ -1,0 +1,881 @@
+#!/usr/bin/env bash
+# tests/phase2.sh - a black-box walk through Phase 2 with curl and jq: the
+# same journey as Phase 1, now through a gateway in front of three services,
+# and then what a gateway adds and must get right: one identity the client
+# cannot forge, answers when a service is dead or hangs, one rate limit
+# shared by several gateways, Redis trouble, pooled upstream connections,
+# clicks that wait for analytics, and a config file that is checked.
+#
+# Usage: tests/phase2.sh [bin-dir]     (default build/bin; build/asan/bin for
+#                                       the AddressSanitizer + UBSan run)
+#
+# It starts everything itself on free loopback ports, talks only to
+# 127.0.0.1, and stops every process by pid at the end, also when a check
+# fails or the script is interrupted:
+#
+#   client ──► gateway G1 ──► users, url-shortener, analytics ──► data Redis
+#              gateway G2 ─┐   (url-shortener ──► analytics: clicks, in the
+#              gateway G3 ─┴──► rate-limit Redis          background)
+#
+# Every check prints "ok - ..." or "not ok - ..."; the last line is "N
+# passed, N failed" and the exit code is 1 when any check failed. Logs are
+# kept (path printed) when something failed, or always with KEEP_LOGS=1.
+# Every log is finally searched for sanitizer reports.
+#
+# Read it top to bottom: each section says what it shows and why.
+
+# jq programs are single-quoted on purpose: $names in them are jq's.
+# shellcheck disable=SC2016
+set -u -o pipefail
+
+cd "$(dirname "$0")/.." || exit 1
+# shellcheck source=tests/lib.sh
+source tests/lib.sh
+
+BIN_DIR=${1:-build/bin}
+case $BIN_DIR in /*) ;; *) BIN_DIR="$PWD/$BIN_DIR" ;; esac
+GATEWAY="$BIN_DIR/gateway"
+USERS="$BIN_DIR/users"
+URL_SHORTENER="$BIN_DIR/url-shortener"
+ANALYTICS="$BIN_DIR/analytics"
+
+echo "# Phase 2 black-box tests against $BIN_DIR/{gateway,users,url-shortener,analytics}"
+echo "# scratch directory: $TEST_DIR"
+
+# ---------------------------------------------------------------------------
+section "prerequisites"
+# ---------------------------------------------------------------------------
+have_tool() {
+	command -v "$1" >/dev/null
+}
+for tool in curl jq redis-server redis-cli openssl promtool xargs timeout; do
+	check_true "$tool is installed" have_tool "$tool"
+done
+MISSING=""
+for binary in "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS"; do
+	[ -x "$binary" ] || MISSING="$MISSING $binary"
+done
+if [ -n "$MISSING" ]; then
+	fail "the Phase 2 binaries exist" "missing:$MISSING (run make first)"
+	finish
+	exit 1
+fi
+
+# ---------------------------------------------------------------------------
+# Start-up.
+#
+# Two redis-servers: one keeps the services' data (users, links, clicks),
+# the other only the gateways' rate-limit counters. The Redis section below
+# stops the rate-limit one to show what the gateway does without it; with a
+# single Redis that would also take the services' data away, and we would
+# be testing something else (the services' own failure).
+# ---------------------------------------------------------------------------
+DATA_REDIS_PORT=$(free_port)
+LIMITS_REDIS_PORT=$(free_port)
+USERS_PORT=$(free_port)
+URL_SHORTENER_PORT=$(free_port)
+ANALYTICS_PORT=$(free_port)
+G1_PORT=$(free_port)
+G2_PORT=$(free_port)
+G3_PORT=$(free_port)
+G1="http://127.0.0.1:$G1_PORT"
+G2="http://127.0.0.1:$G2_PORT"
+G3="http://127.0.0.1:$G3_PORT"
+URL_SHORTENER_BASE="http://127.0.0.1:$URL_SHORTENER_PORT"
+
+# A test secret of 45 bytes (at least 32 are required).
+SECRET="phase2-test-secret-0123456789abcdef-0123456789"
+WORKER_THREADS=8
+
+# The services. PBKDF2 runs 1000 iterations (not 600000) so that logins
+# stay fast under AddressSanitizer; ALLOW_INSECURE_DEV_SECRET=true allows
+# so few. short_url must point at the gateway, not at the service.
+USERS_ENV=(
+	REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0"
+	JWT_SECRET="$SECRET"
+	ALLOW_INSECURE_DEV_SECRET=true
+	PASSWORD_PBKDF2_ITERATIONS=1000
+	PREMIUM_USERS=carol
+)
+URL_SHORTENER_ENV=(
+	REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0"
+	PUBLIC_BASE_URL="$G1"
+	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT"
+)
+ANALYTICS_ENV=(
+	REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0"
+)
+
+# The gateways read a copy of phase2-gateway/gateway.json changed for the
+# test: the /api/v1/expand route times out after 1000 ms (the hang section
+# needs a short timeout), and the "login" policy allows 500 logins a minute
+# per IP (every request here comes from 127.0.0.1).
+EXPAND_TIMEOUT_MS=1000
+LOGIN_LIMIT=500
+GATEWAY_CONFIG_FILE="$TEST_DIR/gateway.json"
+jq --argjson timeout "$EXPAND_TIMEOUT_MS" --argjson login "$LOGIN_LIMIT" '
+	(.routes[] | select(.prefix == "/api/v1/expand") | .timeout_ms) = $timeout
+	| .rate_limit_policies.login = {window_seconds: 60, anonymous: $login,
+	                                free: $login, premium: $login}' \
+	phase2-gateway/gateway.json >"$GATEWAY_CONFIG_FILE"
+
+# Every gateway: upstream URLs from the environment (they override the
+# file's), the rate-limit Redis, and limits too high to matter except where
+# a section lowers them.
+GATEWAY_ENV=(
+	GATEWAY_CONFIG="$GATEWAY_CONFIG_FILE"
+	USERS_URL="http://127.0.0.1:$USERS_PORT"
+	URL_SHORTENER_URL="http://127.0.0.1:$URL_SHORTENER_PORT"
+	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT"
+	REDIS_URL="redis://127.0.0.1:$LIMITS_REDIS_PORT/0"
+	JWT_SECRET="$SECRET"
+	WORKER_THREADS="$WORKER_THREADS"
+	RATE_LIMIT_WINDOW_SECONDS=60
+	RATE_LIMIT_ANONYMOUS=100000
+	RATE_LIMIT_FREE=100000
+	RATE_LIMIT_PREMIUM=100000
+)
+
+# must_start DESCRIPTION COMMAND...: a start-up step that the rest of the
+# script cannot do without: on failure, stop here.
+must_start() {
+	local description=$1
+	shift
+	if "$@"; then
+		pass "$description"
+	else
+		fail "$description" "see the logs in $TEST_DIR"
+		finish
+		exit 1
+	fi
+}
+
+section "start-up"
+step "redis"
+must_start "data redis-server answers PING on port $DATA_REDIS_PORT" \
+	start_redis "$DATA_REDIS_PORT" "$TEST_DIR/data-redis"
+must_start "rate-limit redis-server answers PING on port $LIMITS_REDIS_PORT" \
+	start_redis "$LIMITS_REDIS_PORT" "$TEST_DIR/limits-redis"
+LIMITS_REDIS_PID=$REDIS_PID
+
+step "services"
+must_start "users is healthy on port $USERS_PORT" \
+	start_service users "$USERS" "$TEST_DIR/users" "$USERS_PORT" "${USERS_ENV[@]}"
+USERS_PID=$SERVICE_PID
+must_start "analytics is healthy on port $ANALYTICS_PORT" \
+	start_service analytics "$ANALYTICS" "$TEST_DIR/analytics" "$ANALYTICS_PORT" "${ANALYTICS_ENV[@]}"
+ANALYTICS_PID=$SERVICE_PID
+must_start "url-shortener is healthy on port $URL_SHORTENER_PORT" \
+	start_service url-shortener "$URL_SHORTENER" "$TEST_DIR/url-shortener" \
+	"$URL_SHORTENER_PORT" "${URL_SHORTENER_ENV[@]}"
+URL_SHORTENER_PID=$SERVICE_PID
+
+# G1 serves the journey. G2 and G3 share the rate-limit section with a low
+# limit; G2 is also the one that fails closed when Redis is gone.
+step "gateways"
+must_start "gateway G1 is healthy on $G1" \
+	start_gateway "$GATEWAY" "$TEST_DIR/gateway-1" "$G1_PORT" "${GATEWAY_ENV[@]}"
+G1_PID=$GATEWAY_PID
+must_start "gateway G2 (RATE_LIMIT_FREE=20, fails closed) is healthy on $G2" \
+	start_gateway "$GATEWAY" "$TEST_DIR/gateway-2" "$G2_PORT" "${GATEWAY_ENV[@]}" \
+	RATE_LIMIT_FREE=20 RATE_LIMIT_ON_REDIS_ERROR=closed
+G2_PID=$GATEWAY_PID
+must_start "gateway G3 (RATE_LIMIT_FREE=20) is healthy on $G3" \
+	start_gateway "$GATEWAY" "$TEST_DIR/gateway-3" "$G3_PORT" "${GATEWAY_ENV[@]}" \
+	RATE_LIMIT_FREE=20
+G3_PID=$GATEWAY_PID
+
+TODAY=$(date -u +%F)
+UUID_V4='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
+UPSTREAMS=(users url-shortener analytics)
+declare -A UPSTREAM_PORTS=([users]=$USERS_PORT [url-shortener]=$URL_SHORTENER_PORT
+	[analytics]=$ANALYTICS_PORT)
+
+# log_line FILE REQUEST_ID: the access-log line (one JSON object) FILE has
+# for that request id, or nothing.
+log_line() {
+	grep -F -- "$2" "$1" 2>/dev/null |
+		jq -c -R --arg id "$2" 'fromjson? | select(type == "object" and .request_id == $id)' 2>/dev/null |
+		head -n 1
+}
+has_log_line() {
+	[ -n "$(log_line "$1" "$2")" ]
+}
+
+# ---------------------------------------------------------------------------
+section "the gateway's health"
+# /health reports the gateway itself, the rate-limit Redis, and each
+# upstream: is it up, where is it, and how the connection pool to it is
+# doing (the guide's agentkeepalive getCurrentStatus()).
+# ---------------------------------------------------------------------------
+step "GET /health"
+http GET "$G1/health"
+expect_status 200
+expect_json '.status' healthy
+expect_json '.service' gateway
+expect_json '.checks.redis.status' up
+for upstream in "${UPSTREAMS[@]}"; do
+	expect_json ".checks[\"$upstream\"].status" up
+	expect_json ".checks[\"$upstream\"].url" "http://127.0.0.1:${UPSTREAM_PORTS[$upstream]}"
+	expect_jq "checks[\"$upstream\"].pool has created, errors, closed, idle, in_use, requests" \
+		'.checks[$u].pool | [.created, .errors, .closed, .idle, .in_use, .requests]
+		 | all(type == "number")' --arg u "$upstream"
+done
+expect_header_match X-Request-Id "$UUID_V4"
+
+# ---------------------------------------------------------------------------
+section "the Phase 1 journey, through the gateway"
+# The same requests as tests/phase1.sh, under /api/v1. The client only
+# ever talks to the gateway; the answers are the services'.
+# ---------------------------------------------------------------------------
+PASSWORD="correct horse battery staple"
+
+step "register alice"
+http POST "$G1/api/v1/auth/register" "{\"username\":\"alice\",\"password\":\"$PASSWORD\"}"
+expect_status 201
+expect_json '.username' alice
+expect_json '.tier' free
+
+step "register alice again"
+http POST "$G1/api/v1/auth/register" "{\"username\":\"alice\",\"password\":\"$PASSWORD\"}"
+expect_problem 409
+
+for name in bob carol dave; do
+	step "register $name"
+	http POST "$G1/api/v1/auth/register" "{\"username\":\"$name\",\"password\":\"$PASSWORD\"}"
+	expect_status 201
+done
+expect_json '.tier' free
+
+# login TOKEN_VARIABLE NAME: logs NAME in and keeps the token.
+login() {
+	http POST "$G1/api/v1/auth/login" "{\"username\":\"$2\",\"password\":\"$PASSWORD\"}"
+	printf -v "$1" '%s' "$(jq -r '.token // empty' <<<"$HTTP_BODY" 2>/dev/null)"
+}
+
+# /api/v1/auth has the file's "login" policy, not RATE_LIMIT_ANONYMOUS:
+# the test copy allows LOGIN_LIMIT per window.
+step "log in as alice"
+login ALICE_TOKEN alice
+expect_status 200
+expect_json '.token_type' Bearer
+expect_json '.username' alice
+expect_jq "token has three parts" '.token | split(".") | length == 3'
+expect_header X-RateLimit-Limit "$LOGIN_LIMIT"
+
+for name in bob carol dave; do
+	step "log in as $name"
+	login "${name^^}_TOKEN" "$name"
+	expect_status 200
+done
+expect_json '.tier' free # dave's
+AUTH="Authorization: Bearer $ALICE_TOKEN"
+
+step "log in with a wrong password"
+http POST "$G1/api/v1/auth/login" '{"username":"alice","password":"wrong password!"}'
+expect_problem 401
+
+step "GET /api/v1/users/me as alice"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH"
+expect_status 200
+expect_json '.username' alice
+expect_json '.tier' free
+expect_header X-RateLimit-Limit 100000
+
+step "GET /api/v1/users/me as carol"
+http GET "$G1/api/v1/users/me" '' -H "Authorization: Bearer $CAROL_TOKEN"
+expect_status 200
+expect_json '.tier' premium
+
+TARGET="https://example.com/articles/gateways?from=phase2"
+step "shorten a URL"
+http POST "$G1/api/v1/shorten" "{\"url\":\"$TARGET\"}" -H "$AUTH"
+expect_status 201
+expect_jq "code is 7 characters of base62" '.code | test("^[A-Za-z0-9]{7}$")'
+expect_json '.url' "$TARGET"
+expect_json '.owner' alice
+CODE=$(jq -r '.code // empty' <<<"$HTTP_BODY" 2>/dev/null)
+CODE=${CODE:-missing-code}
+# PUBLIC_BASE_URL is the gateway: the short link a user shares must not
+# point at a service nobody outside can reach.
+expect_json '.short_url' "$G1/r/$CODE"
+
+step "GET /api/v1/expand/<code>"
+http GET "$G1/api/v1/expand/$CODE"
+expect_status 200
+expect_json '.code' "$CODE"
+expect_json '.url' "$TARGET"
+
+# A problem the service writes comes back through the gateway unchanged,
+# with the gateway's request id in it: the id went upstream.
+step "GET /api/v1/expand/<unknown code>"
+http GET "$G1/api/v1/expand/NoSuchCode"
+expect_problem 404
+
+REFERRER="https://news.example/item?id=42"
+FIREFOX="Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+for click in 1 2; do
+	step "GET /r/<code>, click $click"
+	http GET "$G1/r/$CODE" '' -H "Referer: $REFERRER" -A "$FIREFOX"
+	expect_status 302
+	expect_header Location "$TARGET"
+	expect_header_match Cache-Control 'no-store'
+done
+
+# The url-shortener tells analytics about a click in the background, after
+# the redirect has gone out: poll until both clicks are counted.
+# clicks_are N: analytics (through G1, as alice) counts N clicks on CODE.
+clicks_are() {
+	http GET "$G1/api/v1/analytics/$CODE" '' -H "$AUTH"
+	[ "$HTTP_STATUS" = 200 ] && jq -e --argjson n "$1" '.clicks == $n' <<<"$HTTP_BODY" >/dev/null 2>&1
+}
+step "GET /api/v1/analytics/<code>"
+if poll_until 10 clicks_are 2; then
+	pass "2 clicks counted after ${POLL_ELAPSED}s"
+else
+	fail "2 clicks counted within 10 s" "last answer: $HTTP_STATUS ${HTTP_BODY:0:300}"
+fi
+expect_json '.code' "$CODE"
+expect_json ".clicks_by_day[\"$TODAY\"]" 2
+expect_json '.last_referrer' "$REFERRER"
+expect_json '.last_user_agent_family' Firefox
+
+step "GET /api/v1/analytics/<code> as bob"
+http GET "$G1/api/v1/analytics/$CODE" '' -H "Authorization: Bearer $BOB_TOKEN"
+expect_problem 403
+
+# ---------------------------------------------------------------------------
+section "bad input through the gateway"
+# ---------------------------------------------------------------------------
+step "shorten with a body that is not JSON"
+http POST "$G1/api/v1/shorten" 'not json' -H "$AUTH"
+expect_problem 400
+
+step "register with \"username\": 5"
+http POST "$G1/api/v1/auth/register" '{"username":5,"password":"long enough password"}'
+expect_problem 400
+
+step "shorten without a token"
+http POST "$G1/api/v1/shorten" "{\"url\":\"$TARGET\"}"
+expect_problem 401
+expect_header_match WWW-Authenticate '^Bearer'
+
+# Forged tokens are the gateway's business now: it verifies once, and the
+# services never see a token at all. Positive control: alice's real token,
+# accepted above by the same route.
+step "alice's token with a tampered signature"
+http GET "$G1/api/v1/users/me" '' -H "Authorization: Bearer $(tamper_token "$ALICE_TOKEN")"
+expect_problem 401
+
+step 'an unsigned token with alg "none"'
+NOW=$(date +%s)
+NONE_CLAIMS=$(jq -cn --argjson now "$NOW" '{sub: "alice", tier: "premium", iat: $now, exp: ($now + 600)}')
+http GET "$G1/api/v1/users/me" '' \
+	-H "Authorization: Bearer $(make_token none "" "$NONE_CLAIMS" '{"alg":"none","typ":"JWT"}')"
+expect_problem 401
+
+step "a script-built HS256 token (positive control for the one above)"
+http GET "$G1/api/v1/users/me" '' -H "Authorization: Bearer $(make_token HS256 "$SECRET" "$NONE_CLAIMS")"
+expect_status 200
+expect_json '.username' alice
+
+# The gateway routes any method under /api/v1/shorten to the service; the
+# service says which methods it has (405 with Allow, or 404).
+step "DELETE /api/v1/shorten"
+http DELETE "$G1/api/v1/shorten" '' -H "$AUTH"
+case $HTTP_STATUS in
+405)
+	expect_problem 405
+	expect_header_match Allow 'POST'
+	;;
+404) expect_problem 404 ;;
+*) fail "status 405 or 404" "got $(_got_status); body: ${HTTP_BODY:0:300}" ;;
+esac
+
+step "GET /api/v1/no/such/route (no route at the gateway)"
+http GET "$G1/api/v1/no/such/route"
+expect_problem 404
+
+step "GET /no/such/route"
+http GET "$G1/no/such/route"
+expect_problem 404
+
+# ---------------------------------------------------------------------------
+section "identity: X-User-* from a client never reaches a service"
+# Threat: the services trust X-User-Id / X-User-Tier (they have no token to
+# check). A client who sends those headers itself would become whoever it
+# names, unless the gateway removes them before it adds the verified ones.
+# Positive control: the same request without the spoofed header is alice.
+# ---------------------------------------------------------------------------
+SPOOF_ID="phase2-spoof.$RANDOM"
+step "alice's token with X-User-Id: mallory and X-User-Tier: premium"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH" -H 'X-User-Id: mallory' \
+	-H 'X-User-Tier: premium' -H "X-Request-Id: $SPOOF_ID"
+expect_status 200
+expect_json '.username' alice
+expect_json '.tier' free
+expect_header X-Request-Id "$SPOOF_ID"
+
+# The users service logged the request under the gateway's request id, and
+# the user it was told about is alice.
+step "the users service's access log for $SPOOF_ID"
+if poll_until 5 has_log_line "$TEST_DIR/users.out" "$SPOOF_ID"; then
+	pass "users logged request id $SPOOF_ID"
+	check_eq "its user is alice" alice "$(log_line "$TEST_DIR/users.out" "$SPOOF_ID" | jq -r '.user')"
+else
+	fail "users logged request id $SPOOF_ID" "no such line in $TEST_DIR/users.out"
+fi
+
+UNSIGNED_ID="phase2-unsigned.$RANDOM"
+step "no token, X-User-Id: mallory on POST /api/v1/shorten"
+http POST "$G1/api/v1/shorten" "{\"url\":\"$TARGET\"}" -H 'X-User-Id: mallory' \
+	-H "X-Request-Id: $UNSIGNED_ID"
+expect_problem 401
+# The gateway's own line is written after the response; once it is there,
+# the request is over, and the url-shortener must never have seen it.
+if poll_until 5 has_log_line "$TEST_DIR/gateway-1.out" "$UNSIGNED_ID"; then
+	if has_log_line "$TEST_DIR/url-shortener.out" "$UNSIGNED_ID"; then
+		fail "the url-shortener never saw it" "its log has $UNSIGNED_ID"
+	else
+		pass "the url-shortener never saw it"
+	fi
+else
+	fail "the gateway logged $UNSIGNED_ID" "no such line in $TEST_DIR/gateway-1.out"
+fi
+
+# A public route passes no identity at all, whatever the client says.
+PUBLIC_ID="phase2-public.$RANDOM"
+step "no token, X-User-Id: mallory on GET /api/v1/expand/<code>"
+http GET "$G1/api/v1/expand/$CODE" '' -H 'X-User-Id: mallory' -H "X-Request-Id: $PUBLIC_ID"
+expect_status 200
+if poll_until 5 has_log_line "$TEST_DIR/url-shortener.out" "$PUBLIC_ID"; then
+	check_eq "the url-shortener's log says user null" null \
+		"$(log_line "$TEST_DIR/url-shortener.out" "$PUBLIC_ID" | jq -r '.user')"
+else
+	fail "the url-shortener logged $PUBLIC_ID" "no such line in $TEST_DIR/url-shortener.out"
+fi
+
+# ---------------------------------------------------------------------------
+section "connection pool: keep-alive connections to the upstreams are reused"
+# Opening a TCP connection per proxied request costs a handshake and, under
+# load, ports in TIME_WAIT. Each gateway worker thread keeps its upstream
+# connections open and reuses them, so after 200 requests the gateway has
+# opened at most one connection to the url-shortener per worker thread
+# (WORKER_THREADS=8), not 200.
+# ---------------------------------------------------------------------------
+step "200 GET /api/v1/expand/<code>, 8 at a time"
+seq 1 200 | xargs -P 8 -I{} curl -s -o /dev/null --max-time 20 -w '%{http_code}\n' \
+	"$G1/api/v1/expand/$CODE" >"$TEST_DIR/pool-codes.txt"
+echo "# answers: $(sort "$TEST_DIR/pool-codes.txt" | uniq -c | awk '{ printf "%s x %s  ", $2, $1 }')"
+check_eq "200 answers 200" 200 "$(grep -c '^200$' "$TEST_DIR/pool-codes.txt")"
+http GET "$G1/health"
+POOL=$(jq -c '.checks["url-shortener"].pool' <<<"$HTTP_BODY" 2>/dev/null)
+echo "# url-shortener pool after them: $POOL"
+check_num "pool.requests >= 200" "$(jq -r '.requests' <<<"$POOL" 2>/dev/null)" '>=' 200
+check_num "pool.created <= WORKER_THREADS ($WORKER_THREADS)" \
+	"$(jq -r '.created' <<<"$POOL" 2>/dev/null)" '<=' "$WORKER_THREADS"
+check_num "pool.in_use is 0 between requests" "$(jq -r '.in_use' <<<"$POOL" 2>/dev/null)" '==' 0
+
+# ---------------------------------------------------------------------------
+section "one rate limit, two gateways (RATE_LIMIT_FREE=20 on G2 and G3)"
+# The counter lives in the rate-limit Redis and is incremented atomically,
+# so any number of gateways admit exactly the limit between them. (Phase
+# 1's in-memory counter would admit 20 per process: 40 here.) dave has made
+# no authenticated request yet; his 60 go to G2 and G3 alternately, 16 at a
+# time.
+# ---------------------------------------------------------------------------
+# The window is fixed on the wall clock: when the current one is about to
+# end, wait for the next, so that all 60 requests fall into one window.
+SECONDS_LEFT=$((60 - $(date +%s) % 60))
+if [ "$SECONDS_LEFT" -lt 8 ]; then
+	echo "# waiting ${SECONDS_LEFT}s for the next rate-limit window"
+	sleep "$SECONDS_LEFT"
+fi
+step "60 GET /api/v1/users/me as dave over G2 and G3"
+for _ in $(seq 1 30); do
+	echo "$G2/api/v1/users/me"
+	echo "$G3/api/v1/users/me"
+done | xargs -P 16 -I{} curl -s -o /dev/null --max-time 20 -w '%{http_code}\n' \
+	-H "Authorization: Bearer $DAVE_TOKEN" {} >"$TEST_DIR/shared-limit-codes.txt"
+echo "# answers: $(sort "$TEST_DIR/shared-limit-codes.txt" | uniq -c | awk '{ printf "%s x %s  ", $2, $1 }')"
+check_eq "exactly 20 are 200" 20 "$(grep -c '^200$' "$TEST_DIR/shared-limit-codes.txt")"
+check_eq "exactly 40 are 429" 40 "$(grep -c '^429$' "$TEST_DIR/shared-limit-codes.txt")"
+
+step "request 61, to G2"
+http GET "$G2/api/v1/users/me" '' -H "Authorization: Bearer $DAVE_TOKEN"
+expect_problem 429
+expect_header_match Retry-After '^[1-9][0-9]*$'
+expect_header X-RateLimit-Limit 20
+expect_header X-RateLimit-Remaining 0
+expect_header_match RateLimit-Policy '^"free";q=20;w=60$'
+expect_header_match RateLimit '^"free";r=0;t=[0-9]+$'
+
+step "G2 and G3 metrics"
+LIMITED=0
+for gateway in "$G2" "$G3"; do
+	http GET "$gateway/metrics"
+	n=$(metric_sum "$HTTP_BODY" gateway_rate_limit_decisions_total 'decision="limited"')
+	LIMITED=$(awk -v a="$LIMITED" -v b="${n:-0}" 'BEGIN { print a + b }')
+done
+check_num 'gateway_rate_limit_decisions_total{decision="limited"}, G2 + G3' "$LIMITED" '==' 41
+
+# ---------------------------------------------------------------------------
+section "the rate-limit Redis goes away, and comes back"
+# A gateway must decide what a rate limit means when it cannot count. G1
+# fails open (the default): requests pass, the response and /health say
+# so, a metric counts the errors. G2 fails closed
+# (RATE_LIMIT_ON_REDIS_ERROR=closed): 503. Both reconnect by themselves.
+# ---------------------------------------------------------------------------
+step "stop the rate-limit Redis"
+stop_pid "$LIMITS_REDIS_PID"
+check_eq "redis-server exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
+
+step "G1 (fail open): GET /api/v1/users/me"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH"
+expect_status 200
+expect_json '.username' alice
+expect_header X-RateLimit-Status redis-unavailable
+
+step "G1 (fail open): GET /api/v1/expand/<code>"
+http GET "$G1/api/v1/expand/$CODE"
+expect_status 200
+expect_header X-RateLimit-Status redis-unavailable
+
+step "G1 (fail open): GET /health"
+http GET "$G1/health"
+expect_status 200
+expect_json '.status' degraded
+expect_json '.checks.redis.status' down
+
+step "G1 (fail open): GET /metrics"
+http GET "$G1/metrics"
+check_num "gateway_rate_limit_redis_errors_total > 0" \
+	"$(metric_sum "$HTTP_BODY" gateway_rate_limit_redis_errors_total)" '>' 0
+
+step "G2 (fail closed): GET /api/v1/users/me"
+http GET "$G2/api/v1/users/me" '' -H "Authorization: Bearer $CAROL_TOKEN"
+expect_problem 503
+
+step "G2 (fail closed): GET /api/v1/expand/<code>"
+http GET "$G2/api/v1/expand/$CODE"
+expect_problem 503
+
+step "G2 (fail closed): GET /health"
+http GET "$G2/health"
+expect_status 503
+expect_json '.checks.redis.status' down
+
+step "start the rate-limit Redis again, same port"
+must_start "redis-server is back on port $LIMITS_REDIS_PORT" \
+	start_redis "$LIMITS_REDIS_PORT" "$TEST_DIR/limits-redis"
+LIMITS_REDIS_PID=$REDIS_PID
+
+# counted_again GATEWAY TOKEN: an answer that was counted in Redis again.
+counted_again() {
+	http GET "$1/api/v1/users/me" '' -H "Authorization: Bearer $2"
+	[ "$HTTP_STATUS" = 200 ] && has_header X-RateLimit-Remaining && ! has_header X-RateLimit-Status
+}
+step "G1 reconnects"
+if poll_until 5 counted_again "$G1" "$ALICE_TOKEN"; then
+	pass "X-RateLimit-Remaining again, no X-RateLimit-Status, after ${POLL_ELAPSED}s"
+	check_num "within about a second" "$POLL_ELAPSED" '<' 2
+else
+	fail "X-RateLimit-Remaining again, no X-RateLimit-Status, within 5 s" \
+		"last: $(_got_status), X-RateLimit-Status: '$(header X-RateLimit-Status)'"
+fi
+http GET "$G1/health"
+expect_json '.status' healthy
+expect_json '.checks.redis.status' up
+
+step "G2 reconnects"
+if poll_until 5 counted_again "$G2" "$CAROL_TOKEN"; then
+	pass "200 with X-RateLimit-Remaining after ${POLL_ELAPSED}s"
+else
+	fail "200 with X-RateLimit-Remaining within 5 s" "last: $(_got_status) ${HTTP_BODY:0:200}"
+fi
+http GET "$G2/health"
+expect_status 200
+
+# ---------------------------------------------------------------------------
+section "a service crashes (SIGKILL), and comes back"
+# The gateway answers for a dead upstream itself: 502, naming the service,
+# and only on that service's routes. Restarted on the same port, it is used
+# again without touching the gateway.
+# ---------------------------------------------------------------------------
+step "kill the url-shortener"
+kill_pid "$URL_SHORTENER_PID"
+
+# expect_upstream NAME: the problem body names the upstream.
+expect_upstream() {
+	expect_json '.upstream' "$1"
+}
+step "POST /api/v1/shorten while it is dead"
+http POST "$G1/api/v1/shorten" '{"url":"https://example.com/dead"}' -H "$AUTH"
+expect_problem 502
+expect_upstream url-shortener
+
+step "GET /api/v1/expand/<code> while it is dead"
+http GET "$G1/api/v1/expand/$CODE"
+expect_problem 502
+expect_upstream url-shortener
+
+step "GET /r/<code> while it is dead"
+http GET "$G1/r/$CODE"
+expect_problem 502
+expect_upstream url-shortener
+
+step "GET /api/v1/users/me while it is dead"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH"
+expect_status 200
+expect_json '.username' alice
+
+step "GET /health while it is dead"
+http GET "$G1/health"
+expect_status 200
+expect_json '.status' degraded
+expect_json '.checks["url-shortener"].status' down
+expect_json '.checks.users.status' up
+check_num "checks[\"url-shortener\"].pool.errors > 0" \
+	"$(jq -r '.checks["url-shortener"].pool.errors' <<<"$HTTP_BODY" 2>/dev/null)" '>' 0
+
+step "restart the url-shortener on the same port"
+must_start "url-shortener is healthy again" \
+	start_service url-shortener "$URL_SHORTENER" "$TEST_DIR/url-shortener-2" \
+	"$URL_SHORTENER_PORT" "${URL_SHORTENER_ENV[@]}"
+URL_SHORTENER_PID=$SERVICE_PID
+
+expand_answers() {
+	http GET "$G1/api/v1/expand/$CODE"
+	[ "$HTTP_STATUS" = 200 ]
+}
+step "the gateway heals by itself"
+if poll_until 5 expand_answers; then
+	pass "GET /api/v1/expand/<code> is 200 again after ${POLL_ELAPSED}s"
+else
+	fail "GET /api/v1/expand/<code> is 200 again within 5 s" "last: $(_got_status) ${HTTP_BODY:0:200}"
+fi
+
+# ---------------------------------------------------------------------------
+section "a service hangs (SIGSTOP): the route's timeout ($EXPAND_TIMEOUT_MS ms in the test config)"
+# A stopped process still has its socket: connections are accepted by the
+# kernel, but nothing ever answers. Without a timeout the gateway worker
+# would wait forever; with one the client gets a 504 naming the service.
+# ---------------------------------------------------------------------------
+step "SIGSTOP the url-shortener"
+kill -STOP "$URL_SHORTENER_PID"
+
+step "GET /api/v1/expand/<code> while it hangs"
+http GET "$G1/api/v1/expand/$CODE"
+expect_problem 504
+expect_upstream url-shortener
+TIMEOUT_S=$(awk -v ms="$EXPAND_TIMEOUT_MS" 'BEGIN { print ms / 1000 }')
+check_num "answered in under timeout + 1.5 s (took ${HTTP_TIME}s)" "$HTTP_TIME" '<' \
+	"$(awk -v t="$TIMEOUT_S" 'BEGIN { print t + 1.5 }')"
+check_num "not before timeout - 0.2 s (took ${HTTP_TIME}s)" "$HTTP_TIME" '>' \
+	"$(awk -v t="$TIMEOUT_S" 'BEGIN { print t - 0.2 }')"
+
+step "GET /api/v1/users/me while the url-shortener hangs"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH"
+expect_status 200
+check_num "answered in under 0.5 s (took ${HTTP_TIME}s)" "$HTTP_TIME" '<' 0.5
+
+step "SIGCONT the url-shortener"
+kill -CONT "$URL_SHORTENER_PID"
+if poll_until 5 expand_answers; then
+	pass "GET /api/v1/expand/<code> is 200 again after ${POLL_ELAPSED}s"
+else
+	fail "GET /api/v1/expand/<code> is 200 again within 5 s" "last: $(_got_status) ${HTTP_BODY:0:200}"
+fi
+
+# ---------------------------------------------------------------------------
+section "analytics is down: redirects do not wait for it"
+# A redirect is the product; counting it is not. The url-shortener answers
+# the 302 at once and queues the click for analytics, sending it in the
+# background; while analytics is down the queue grows, and when it is back
+# the queue drains and no click is lost.
+# ---------------------------------------------------------------------------
+# queue_depth: url_shortener_analytics_queue_depth on the service's own
+# /metrics (operations endpoints are not routed through the gateway).
+queue_depth() {
+	metric_sum "$(curl -s --max-time 5 "$URL_SHORTENER_BASE/metrics")" \
+		url_shortener_analytics_queue_depth
+}
+queue_is_empty() {
+	[ "$(queue_depth)" = 0 ]
+}
+queue_is_not_empty() {
+	local depth
+	depth=$(queue_depth)
+	[ -n "$depth" ] && [ "$depth" != 0 ]
+}
+# clicks_now: the click count analytics has for CODE now.
+clicks_now() {
+	http GET "$G1/api/v1/analytics/$CODE" '' -H "$AUTH"
+	jq -r '.clicks // empty' <<<"$HTTP_BODY" 2>/dev/null
+}
+
+step "before"
+if poll_until 10 queue_is_empty; then
+	pass "the analytics queue is empty"
+else
+	fail "the analytics queue is empty" "url_shortener_analytics_queue_depth is '$(queue_depth)'"
+fi
+CLICKS_BEFORE=$(clicks_now)
+check_match "analytics counts the clicks so far" '^[0-9]+$' "$CLICKS_BEFORE"
+CLICKS_BEFORE=${CLICKS_BEFORE:-0}
+
+step "stop analytics"
+stop_pid "$ANALYTICS_PID"
+check_eq "analytics exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
+
+for click in 1 2 3; do
+	step "GET /r/<code> while analytics is down, click $click"
+	http GET "$G1/r/$CODE" '' -H "Referer: $REFERRER" -A "$FIREFOX"
+	expect_status 302
+	expect_header Location "$TARGET"
+	check_num "answered in under 0.5 s (took ${HTTP_TIME}s)" "$HTTP_TIME" '<' 0.5
+done
+
+step "GET /api/v1/analytics/<code> while analytics is down"
+http GET "$G1/api/v1/analytics/$CODE" '' -H "$AUTH"
+expect_problem 502
+expect_upstream analytics
+
+step "the url-shortener's queue"
+if poll_until 3 queue_is_not_empty; then
+	pass "url_shortener_analytics_queue_depth > 0 ($(queue_depth))"
+else
+	fail "url_shortener_analytics_queue_depth > 0" "it is '$(queue_depth)'"
+fi
+
+step "start analytics again, same port"
+must_start "analytics is healthy again" \
+	start_service analytics "$ANALYTICS" "$TEST_DIR/analytics-2" "$ANALYTICS_PORT" "${ANALYTICS_ENV[@]}"
+ANALYTICS_PID=$SERVICE_PID
+
+step "the queue drains"
+if poll_until 30 queue_is_empty; then
+	pass "url_shortener_analytics_queue_depth is 0 after ${POLL_ELAPSED}s"
+else
+	fail "url_shortener_analytics_queue_depth is 0 within 30 s" "it is '$(queue_depth)'"
+fi
+if poll_until 10 clicks_are $((CLICKS_BEFORE + 3)); then
+	pass "all 3 clicks are counted ($((CLICKS_BEFORE + 3)))"
+else
+	fail "all 3 clicks are counted ($((CLICKS_BEFORE + 3)))" "analytics says: ${HTTP_BODY:0:300}"
+fi
+URL_SHORTENER_METRICS=$(curl -s --max-time 5 "$URL_SHORTENER_BASE/metrics")
+check_num 'url_shortener_analytics_events_sent_total > 0' \
+	"$(metric_sum "$URL_SHORTENER_METRICS" url_shortener_analytics_events_sent_total)" '>' 0
+
+# ---------------------------------------------------------------------------
+section "a bad gateway config does not start"
+# A typo in the route file must stop the gateway at start-up with the file,
+# the field and the problem, not leave a route that fails at 3 a.m.
+# ---------------------------------------------------------------------------
+# refuses_config NAME PATTERN: the gateway, given $TEST_DIR/NAME as its
+# config, exits non-zero at once and its stderr matches PATTERN (grep -E).
+# timeout stops it if it wrongly starts serving.
+refuses_config() {
+	local name=$1 pattern=$2 status var env_args=()
+	for var in "${PASS_THROUGH_ENV[@]}"; do
+		[ -n "${!var:-}" ] && env_args+=("$var=${!var}")
+	done
+	timeout --kill-after=2 10 env -i "${env_args[@]}" "${GATEWAY_ENV[@]}" \
+		PORT="$(free_port)" BIND_ADDRESS=127.0.0.1 GATEWAY_CONFIG="$TEST_DIR/$name" \
+		"$GATEWAY" >"$TEST_DIR/refused-$name.out" 2>"$TEST_DIR/refused-$name.err"
+	status=$?
+	if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+		fail "exits non-zero" "it was still running after 10 s"
+	elif [ "$status" -eq 0 ]; then
+		fail "exits non-zero" "exit status 0"
+	else
+		pass "exits non-zero ($status)"
+	fi
+	if grep -q -E -- "$pattern" "$TEST_DIR/refused-$name.err"; then
+		pass "stderr says /$pattern/"
+	else
+		fail "stderr says /$pattern/" "stderr: $(head -c 300 "$TEST_DIR/refused-$name.err")"
+	fi
+}
+
+step 'routes[2].upstream is "billing"'
+jq '.routes[2].upstream = "billing"' "$GATEWAY_CONFIG_FILE" >"$TEST_DIR/unknown-upstream.json"
+refuses_config unknown-upstream.json 'unknown-upstream\.json'
+refuses_config unknown-upstream.json 'routes\[2\]\.upstream'
+
+step "a file that is not JSON"
+printf '{ "upstreams": { "users": ' >"$TEST_DIR/not-json.json"
+refuses_config not-json.json 'not-json\.json'
+
+step "a file that does not exist"
+refuses_config missing.json 'missing\.json'
+
+# ---------------------------------------------------------------------------
+section "gateway metrics"
+# ---------------------------------------------------------------------------
+step "G1 GET /metrics"
+http GET "$G1/metrics"
+expect_status 200
+METRICS=$HTTP_BODY
+if promtool check metrics <<<"$METRICS" >"$TEST_DIR/promtool.txt" 2>&1; then
+	pass "promtool check metrics accepts it"
+else
+	fail "promtool check metrics accepts it" "$(head -c 500 "$TEST_DIR/promtool.txt")"
+fi
+# The service label is the upstream a route proxies to: one dashboard
+# shows which service the traffic (and the errors) went to.
+check_num 'http_requests_total{service="url-shortener"} > 0' \
+	"$(metric_sum "$METRICS" http_requests_total 'service="url-shortener"')" '>' 0
+check_num 'http_requests_total{service="url-shortener",status_code="502"} > 0' \
+	"$(metric_sum "$METRICS" http_requests_total 'service="url-shortener"' 'status_code="502"')" '>' 0
+for upstream in "${UPSTREAMS[@]}"; do
+	label="upstream=\"$upstream\""
+	check_num "gateway_upstream_requests_total{$label} > 0" \
+		"$(metric_sum "$METRICS" gateway_upstream_requests_total "$label")" '>' 0
+	check_num "gateway_upstream_request_duration_seconds_count{$label} > 0" \
+		"$(metric_sum "$METRICS" gateway_upstream_request_duration_seconds_count "$label")" '>' 0
+	check_num "gateway_upstream_connections_created_total{$label} > 0" \
+		"$(metric_sum "$METRICS" gateway_upstream_connections_created_total "$label")" '>' 0
+	check_match "gateway_upstream_connections{$label,state=\"idle\"} is there" '^[0-9.e+]+$' \
+		"$(metric_sum "$METRICS" gateway_upstream_connections "$label" 'state="idle"')"
+	check_match "gateway_upstream_connections{$label,state=\"in_use\"} is there" '^[0-9.e+]+$' \
+		"$(metric_sum "$METRICS" gateway_upstream_connections "$label" 'state="in_use"')"
+done
+check_num 'gateway_upstream_request_duration_seconds_bucket{upstream="users",le="+Inf"} > 0' \
+	"$(metric_sum "$METRICS" gateway_upstream_request_duration_seconds_bucket 'upstream="users"' 'le="+Inf"')" '>' 0
+# The crash and the restart above closed connections and failed to open some.
+check_num 'gateway_upstream_connections_closed_total{upstream="url-shortener"} > 0' \
+	"$(metric_sum "$METRICS" gateway_upstream_connections_closed_total 'upstream="url-shortener"')" '>' 0
+check_num 'gateway_upstream_connection_errors_total{upstream="url-shortener"} > 0' \
+	"$(metric_sum "$METRICS" gateway_upstream_connection_errors_total 'upstream="url-shortener"')" '>' 0
+check_num 'gateway_rate_limit_decisions_total{policy="login",decision="allowed"} > 0' \
+	"$(metric_sum "$METRICS" gateway_rate_limit_decisions_total 'policy="login"' 'decision="allowed"')" '>' 0
+
+# ---------------------------------------------------------------------------
+section "clean stop, and sanitizers"
+# Every server stops on SIGTERM with exit 0 (under ASan, a leak found at
+# exit makes it non-zero). With build/asan/bin, AddressSanitizer,
+# LeakSanitizer and UBSan write their reports to stderr: any is a failure.
+# ---------------------------------------------------------------------------
+step "SIGTERM"
+declare -A SERVER_NAMES=([$G1_PID]="gateway G1" [$G2_PID]="gateway G2" [$G3_PID]="gateway G3"
+	[$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
+stop_pids "${!SERVER_NAMES[@]}"
+for pid in "${!SERVER_NAMES[@]}"; do
+	check_eq "${SERVER_NAMES[$pid]} exits 0" 0 "${STOPPED_STATUSES[$pid]:-not stopped}"
+done
+stop_all
+
+step "sanitizer reports"
+REPORTS=$(sanitizer_reports "$TEST_DIR"/*.err "$TEST_DIR"/*.out)
+if [ -z "$REPORTS" ]; then
+	pass "no sanitizer report in any log"
+else
+	for report in $REPORTS; do
+		fail "no sanitizer report in $(basename "$report")" \
+			"$(grep -m1 -E 'ERROR: |runtime error:' "$report")"
+	done
+fi
+
+finish
