@@ -74,6 +74,8 @@ static void access_log_finish(struct kit_request *req, void *state)
 	if (strcmp(req->service, kit_app_name(req->app)) != 0)
 		cJSON_AddStringToObject(line, "upstream", req->service); /* gateway */
 	cJSON_AddStringToObject(line, "request_id", req->request_id);
+	if (req->trace_id[0] != '\0')
+		cJSON_AddStringToObject(line, "trace_id", req->trace_id);
 	cJSON_AddStringToObject(line, "method", req->method);
 	cJSON_AddStringToObject(line, "path", req->path);
 	if (req->route_pattern != NULL)

@@ -95,6 +95,8 @@ struct kit_app *kit_app_new(const char *service_name, int default_port)
 	app->name = service_name;
 	app->started_ns = kit_now_ns();
 
+	snprintf(app->instance_id, sizeof(app->instance_id), "%s",
+		 kit_env_string("INSTANCE_ID", ""));
 	bind = kit_env_string("BIND_ADDRESS", "127.0.0.1");
 	if (strlen(bind) >= sizeof(app->bind_address) || strchr(bind, ':')) {
 		fprintf(stderr, "BIND_ADDRESS: \"%s\" is not an IPv4 address\n", bind);
@@ -327,6 +329,8 @@ static int dispatch(struct mg_connection *conn, void *cbdata)
 	req.query = info->query_string;
 	req.service = app->name;
 	resolve_client_ip(&req, info);
+	if (app->instance_id[0] != '\0') /* which of several copies answered */
+		kit_response_header(&req, "X-Instance", app->instance_id);
 
 	/* 2. The route (a miss is answered after the chain, so that CORS
 	 * preflights and the request id still apply to it). */

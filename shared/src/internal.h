@@ -43,6 +43,7 @@ struct kit_app {
 
 	/* Server settings (environment, see kit_app_new). */
 	char bind_address[64];
+	char instance_id[64];        /* INSTANCE_ID: sent as X-Instance       */
 	long port;
 	long worker_threads;
 	long max_body;

@@ -2,7 +2,8 @@
  * kit/middleware.h - the middleware the kit ships, one per file in
  * shared/src. A phase's main.c kit_use()s them in the order of the chain:
  *
- *   request id -> access log -> metrics -> CORS -> auth -> rate limit
+ *   request id -> [tracing] -> access log -> metrics -> CORS -> auth
+ *   -> rate limit
  *
  * Each file's opening comment says what it reads and writes on the request
  * context and which environment variables configure it.
@@ -14,6 +15,9 @@
 
 /* request_id.c: X-Request-Id honoured when sane, else generated; echoed. */
 extern const struct kit_middleware kit_request_id;
+/* tracing.c: a Jaeger server span per request, uber-trace-id in and out,
+ * X-Trace-ID on every response (kit/tracing.h). */
+extern const struct kit_middleware kit_tracing;
 /* access_log.c: one JSON line per request on stdout, written last. */
 extern const struct kit_middleware kit_access_log;
 /* metrics.c: http_requests_total, http_request_duration_seconds, in-flight. */

@@ -23,6 +23,7 @@ struct mg_connection;
 struct cJSON;
 struct kit_store;
 struct kit_rate_limit_config;
+struct kit_span;
 
 #define KIT_REQUEST_ID_MAX 64 /* longest X-Request-Id we accept from a client */
 #define KIT_SUBJECT_MAX 64    /* longest user id (JWT sub) we accept         */
@@ -66,6 +67,8 @@ struct kit_request {
 
 	/* Filled by middleware. */
 	char request_id[KIT_REQUEST_ID_MAX + 1]; /* request_id.c           */
+	char trace_id[33];        /* tracing.c; "" when tracing is off       */
+	struct kit_span *span;    /* tracing.c: the server span, or NULL     */
 	struct kit_identity user;                 /* auth_jwt.c / identity  */
 	const char *service;      /* metrics "service" label; app name by default */
 
