@@ -5,7 +5,8 @@
  * Position: after auth, so authenticated callers are counted per user and
  * by their tier's limit; everyone else per client IP. Operations routes
  * (/health, /metrics) and unmatched paths are not counted.
- * Reads:    req->user, req->client_ip, the route's access.
+ * Reads:    req->user, req->client_ip, the route's access and policy (a
+ *           gateway route may name one; else RATE_LIMIT_*).
  * Writes:   the rate-limit response headers; 429 when over the limit.
  * Config:   RATE_LIMIT_* (kit/rate_limit.h).
  *
@@ -191,17 +192,20 @@ static int rate_limit_memory_init(struct kit_app *app, void **state)
 static int rate_limit_memory_handle(struct kit_request *req, void *state)
 {
 	struct rate_limit_memory_state *self = state;
+	const struct kit_rate_limit_config *config =
+		req->rate_limit != NULL ? req->rate_limit : &self->config;
 	struct kit_rate_decision decision;
 	const char *policy;
-	char key[KEY_MAX];
+	char who[KEY_MAX - 32], key[KEY_MAX];
 	long limit;
 
 	if (req->route_pattern == NULL || req->access == KIT_OPERATIONS)
 		return KIT_NEXT;
-	limit = kit_rate_limit_for(&self->config, req, key, sizeof(key), &policy);
+	limit = kit_rate_limit_for(config, req, who, sizeof(who), &policy);
+	snprintf(key, sizeof(key), "%s:%s", config->name, who); /* per policy */
 	decision = kit_rate_memory_hit(self->limiter, key, limit,
-				       self->config.window_seconds, time(NULL));
-	return kit_rate_limit_apply(req, policy, self->config.window_seconds, &decision);
+				       config->window_seconds, time(NULL));
+	return kit_rate_limit_apply(req, policy, config->window_seconds, &decision);
 }
 
 static void rate_limit_memory_destroy(void *state)
