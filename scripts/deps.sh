@@ -33,7 +33,10 @@ PACKAGES=(
 	prometheus           # promtool: checks the /metrics text format
 	docker-compose       # validates docker-compose.yml offline (no engine)
 	nginx-light          # Phase 3's load balancer
-	wrk                  # benchmarks
+	wrk                  # benchmarks (bench/run.sh)
+	gnuplot-nox          # the benchmark chart (bench/results.png)
+	python3-thrift       # tests/jaeger_sink.py: decodes the kit's Jaeger spans
+	thrift-compiler      # ... with code generated from Jaeger's own IDL
 )
 
 missing=()

@@ -2,14 +2,21 @@
 # scripts/down.sh - stop everything scripts/up.sh started (`make down`),
 # whichever phase that was.
 #
-# Reads the pid files in .run/ and stops the servers first and Redis last
-# (so nothing loses its store while still serving), each by pid: SIGTERM,
+# Reads the pid files in .run/ and stops the servers first, and Redis and
+# the trace sink last (so nothing loses its store while still serving, and
+# the spans sent while stopping are still written), each by pid: SIGTERM,
 # poll until it is gone, SIGKILL when it takes longer than 10 s. The
-# servers (the monolith, or the gateway and the services) are stopped
-# together: civetweb can take up to 2 s to stop, so one after the other
-# would cost 2 s each. Removes each pid file once its process is gone. A
-# pid file whose process is already gone, or whose pid now belongs to
-# another program, is just removed.
+# servers (the monolith; or nginx, the gateways and the services) are
+# stopped together: civetweb can take up to 2 s to stop, so one after the
+# other would cost 2 s each. Removes each pid file once its process is
+# gone. A pid file whose process is already gone, or whose pid now belongs
+# to another program, is just removed.
+#
+# A pid file is the pid on its first line and, optionally, on the second
+# the program (as its command line shows it) that pid must be running:
+# .run/api-gateway-1.pid holds "4242" and ".../build/bin/gateway-advanced".
+# Without a second line the file's name must start the program's name
+# (.run/redis.pid -> redis-server).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,28 +33,32 @@ pid_alive() {
 }
 
 # signal_by_pid_file FILE: sends SIGTERM to the process FILE names, if it
-# is still the program the file is named after (.run/gateway.pid ->
-# gateway, .run/redis.pid -> redis-server), and prints its pid; otherwise
-# removes FILE and prints nothing.
+# is still the program the file says (see above), and prints its pid;
+# otherwise removes FILE and prints nothing.
 signal_by_pid_file() {
-	local pid_file=$1 name pid program
+	local pid_file=$1 name pid expected program
 	name=$(basename "$pid_file" .pid)
-	pid=$(cat "$pid_file" 2>/dev/null || true)
+	pid=$(sed -n 1p "$pid_file" 2>/dev/null || true)
+	expected=$(sed -n 2p "$pid_file" 2>/dev/null || true)
 	if ! [[ $pid =~ ^[0-9]+$ ]] || ! pid_alive "$pid"; then
 		echo "down: $name was not running" >&2
 		rm -f "$pid_file"
 		return 0
 	fi
 	# A pid can be reused after a reboot: check it is still our program.
-	program=$(ps -o comm= -p "$pid" 2>/dev/null || true)
-	case $program in
-	"$name"*) ;;
-	*)
-		echo "down: pid $pid is now '$program', not $name: left alone" >&2
+	if [ -n "$expected" ]; then
+		program=$(ps -o args= -p "$pid" 2>/dev/null || true)
+		[[ $program == *"$expected"* ]] || program="!$program"
+	else
+		program=$(ps -o comm= -p "$pid" 2>/dev/null || true)
+		[[ $program == "$name"* ]] || program="!$program"
+		expected=$name
+	fi
+	if [[ $program == "!"* ]]; then
+		echo "down: pid $pid is now '${program#!}', not $expected: left alone" >&2
 		rm -f "$pid_file"
 		return 0
-		;;
-	esac
+	fi
 	kill -TERM "$pid" 2>/dev/null || true
 	echo "$pid"
 }
@@ -99,15 +110,19 @@ if [ ${#pid_files[@]} -eq 0 ]; then
 fi
 
 status=0
-# Servers first, all together; Redis last.
+# Servers first, all together; then Redis and the trace sink.
 servers=()
+last=()
 for pid_file in "${pid_files[@]}"; do
-	[ "$(basename "$pid_file")" = "redis.pid" ] || servers+=("$pid_file")
+	case $(basename "$pid_file") in
+	redis.pid | jaeger-sink.pid) last+=("$pid_file") ;;
+	*) servers+=("$pid_file") ;;
+	esac
 done
 if [ ${#servers[@]} -gt 0 ]; then
 	stop_pid_files "${servers[@]}" || status=1
 fi
-if [ -e "$RUN_DIR/redis.pid" ]; then
-	stop_pid_files "$RUN_DIR/redis.pid" || status=1
+if [ ${#last[@]} -gt 0 ]; then
+	stop_pid_files "${last[@]}" || status=1
 fi
 exit $status

@@ -1,33 +1,40 @@
 #!/usr/bin/env bash
-# tests/compare.sh - the same journey against Phase 1 and Phase 2, side by
-# side: what the gateway changes (nothing, for the client: every status
-# must match) and what it costs (one more hop: client -> gateway ->
-# service instead of client -> monolith).
+# tests/compare.sh - the same journey against Phase 1, Phase 2 and Phase 3,
+# side by side: what the gateway changes (nothing, for the client: every
+# status must match) and what each phase costs in hops:
+#   Phase 1  client -> monolith                              (1 hop)
+#   Phase 2  client -> gateway -> service                    (2 hops)
+#   Phase 3  client -> nginx -> one of 3 gateways -> service (3 hops)
 #
 # Usage: tests/compare.sh [bin-dir]     (default build/bin)
 #        COMPARE_REPEAT=50 tests/compare.sh
 #
-# It starts one redis-server (Phase 1's data in db 0, Phase 2's data in db
-# 1, the gateway's rate-limit counters in db 2), the monolith, the three
-# services and a gateway, all on free loopback ports, and stops them by pid
-# at the end. Each step of the journey (register, login, me, shorten,
-# expand, redirect, analytics) runs COMPARE_REPEAT times (default 20) on
-# each phase, one phase then the other for each repetition so that both
-# see the same machine. The table shows, per step, the status each phase
-# answered, the hops, and the median of curl's time_total in milliseconds.
+# It starts one redis-server (a database per phase: Phase 1's data in db 0,
+# Phase 2's in db 1 and its gateway's rate-limit counters in db 2, Phase 3's
+# in db 3 and 4), the monolith, the three services and a gateway for Phase
+# 2, three more services, three gateway-advanced instances and nginx for
+# Phase 3, all on free loopback ports, and stops them by pid at the end.
+# Each step of the journey (register, login, me, shorten, expand, redirect,
+# analytics) runs COMPARE_REPEAT times (default 20) on each phase, one phase
+# after the other for each repetition so that all see the same machine.
+# The table shows, per step, the status each phase answered and the median
+# of curl's time_total in milliseconds.
 #
 # Step by step rather than user by user: all the registrations, then all
-# the logins, and so on. Phase 2 tells analytics about a new link in the
-# background, so a link's analytics asked for a millisecond after it was
-# created could still be unknown there; by the time the analytics step
+# the logins, and so on. Phases 2 and 3 tell analytics about a new link in
+# the background, so a link's analytics asked for a millisecond after it
+# was created could still be unknown there; by the time the analytics step
 # comes round, every link has long been announced.
 #
-# Both phases run with the same settings: PBKDF2 at 1000 iterations (the
+# Every phase runs with the same settings: PBKDF2 at 1000 iterations (the
 # default 600000 would make register and login measure nothing but
-# PBKDF2), rate limits too high to matter, access logs on.
+# PBKDF2), rate limits too high to matter, access logs on. Phase 3 runs
+# with tracing at its default (TRACE_SAMPLER=off: trace ids, no spans
+# sent), so the third column is the cost of the extra hop, not of Jaeger.
 #
-# Counts as one check ("1 passed, 0 failed"): it ran the journey on both
-# phases and every step's statuses matched. The exit code is 1 otherwise.
+# Counts as one check ("1 passed, 0 failed"): it ran the journey on all
+# three phases and every step's statuses matched. The exit code is 1
+# otherwise.
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -44,12 +51,12 @@ fi
 
 # give_up REASON: the comparison could not run; that is its one check.
 give_up() {
-	fail "the journey ran on both phases" "$1"
+	fail "the journey ran on all three phases" "$1"
 	finish
 	exit 1
 }
 
-for binary in monolith gateway users url-shortener analytics; do
+for binary in monolith gateway gateway-advanced users url-shortener analytics; do
 	[ -x "$BIN_DIR/$binary" ] || give_up "no $BIN_DIR/$binary (run make first)"
 done
 
@@ -60,12 +67,19 @@ GATEWAY_PORT=$(free_port)
 USERS_PORT=$(free_port)
 URL_SHORTENER_PORT=$(free_port)
 ANALYTICS_PORT=$(free_port)
+NGINX_PORT=$(free_port)
+P3_USERS_PORT=$(free_port)
+P3_URL_SHORTENER_PORT=$(free_port)
+P3_ANALYTICS_PORT=$(free_port)
+P3_GATEWAY_PORTS=("$(free_port)" "$(free_port)" "$(free_port)")
 P1="http://127.0.0.1:$MONOLITH_PORT"
 P2="http://127.0.0.1:$GATEWAY_PORT"
+P3="http://127.0.0.1:$NGINX_PORT"
 SECRET="compare-test-secret-0123456789abcdef-0123456789"
 HIGH=1000000
 
-echo "# Phase 1 (monolith) vs Phase 2 (gateway + services), $REPEAT repetitions of each step"
+echo "# Phase 1 (monolith) vs Phase 2 (gateway + services) vs Phase 3 (nginx + 3 gateways +"
+echo "# services), $REPEAT repetitions of each step"
 echo "# binaries: $BIN_DIR; scratch directory: $TEST_DIR"
 
 start_redis "$REDIS_PORT" "$TEST_DIR/redis" || give_up "redis-server did not start"
@@ -103,6 +117,38 @@ start_gateway "$BIN_DIR/gateway" "$TEST_DIR/gateway" "$GATEWAY_PORT" \
 	RATE_LIMIT_ANONYMOUS=$HIGH RATE_LIMIT_FREE=$HIGH RATE_LIMIT_PREMIUM=$HIGH ||
 	give_up "the gateway did not start (see $TEST_DIR/gateway.err)"
 
+# Phase 3: its own services (db 3), three gateways (rate limits in db 4,
+# the route file's login policy raised as above, v1 routes only used),
+# nginx in front of them.
+PHASE3_DATA="redis://127.0.0.1:$REDIS_PORT/3"
+start_service users "$BIN_DIR/users" "$TEST_DIR/p3-users" "$P3_USERS_PORT" \
+	REDIS_URL="$PHASE3_DATA" JWT_SECRET="$SECRET" ALLOW_INSECURE_DEV_SECRET=true \
+	PASSWORD_PBKDF2_ITERATIONS=1000 ||
+	give_up "Phase 3's users did not start (see $TEST_DIR/p3-users.err)"
+start_service analytics "$BIN_DIR/analytics" "$TEST_DIR/p3-analytics" "$P3_ANALYTICS_PORT" \
+	REDIS_URL="$PHASE3_DATA" ||
+	give_up "Phase 3's analytics did not start (see $TEST_DIR/p3-analytics.err)"
+start_service url-shortener "$BIN_DIR/url-shortener" "$TEST_DIR/p3-url-shortener" \
+	"$P3_URL_SHORTENER_PORT" REDIS_URL="$PHASE3_DATA" PUBLIC_BASE_URL="$P3" \
+	ANALYTICS_URL="http://127.0.0.1:$P3_ANALYTICS_PORT" ||
+	give_up "Phase 3's url-shortener did not start (see $TEST_DIR/p3-url-shortener.err)"
+jq --argjson high "$HIGH" '.rate_limit_policies.login =
+	{window_seconds: 60, anonymous: $high, free: $high, premium: $high}' \
+	phase3-advanced/gateway.json >"$TEST_DIR/gateway3.json"
+for i in 1 2 3; do
+	start_gateway "$BIN_DIR/gateway-advanced" "$TEST_DIR/api-gateway-$i" "${P3_GATEWAY_PORTS[$((i - 1))]}" \
+		GATEWAY_CONFIG="$TEST_DIR/gateway3.json" INSTANCE_ID="api-gateway-$i" \
+		TRUSTED_PROXIES=127.0.0.1 \
+		USERS_URL="http://127.0.0.1:$P3_USERS_PORT" \
+		URL_SHORTENER_V1_URL="http://127.0.0.1:$P3_URL_SHORTENER_PORT" \
+		ANALYTICS_URL="http://127.0.0.1:$P3_ANALYTICS_PORT" \
+		REDIS_URL="redis://127.0.0.1:$REDIS_PORT/4" JWT_SECRET="$SECRET" \
+		RATE_LIMIT_ANONYMOUS=$HIGH RATE_LIMIT_FREE=$HIGH RATE_LIMIT_PREMIUM=$HIGH ||
+		give_up "api-gateway-$i did not start (see $TEST_DIR/api-gateway-$i.err)"
+done
+start_nginx "$TEST_DIR/nginx" "$NGINX_PORT" "${P3_GATEWAY_PORTS[@]}" ||
+	give_up "nginx did not start (see $TEST_DIR/nginx/logs/error.log)"
+
 # --- measuring --------------------------------------------------------------
 
 # measure PHASE STEP METHOD URL [BODY] [curl args...]: one request; its
@@ -122,14 +168,19 @@ RUN=$RANDOM # usernames unique to this run
 declare -A TOKENS=() CODES=()
 STEPS=(register login me shorten expand redirect analytics)
 
-# For phase P (1 or 2) and repetition i: the user is cmp<RUN>u<i> on both
-# phases (they have separate data), its token and code are kept per phase.
+# For phase P (1, 2 or 3) and repetition i: the user is cmp<RUN>u<i> on
+# every phase (they have separate data), its token and code are kept per
+# phase.
 for step in "${STEPS[@]}"; do
 	for i in $(seq 1 "$REPEAT"); do
 		user="cmp${RUN}u$i"
 		credentials="{\"username\":\"$user\",\"password\":\"$PASSWORD\"}"
-		for phase in 1 2; do
-			if [ "$phase" = 1 ]; then base=$P1 api=$P1; else base=$P2 api=$P2/api/v1; fi
+		for phase in 1 2 3; do
+			case $phase in
+			1) base=$P1 api=$P1 ;;
+			2) base=$P2 api=$P2/api/v1 ;;
+			3) base=$P3 api=$P3/api/v1 ;;
+			esac
 			auth="Authorization: Bearer ${TOKENS[$phase.$i]:-none}"
 			code=${CODES[$phase.$i]:-none}
 			case $step in
@@ -176,37 +227,47 @@ declare -A ROUTE_1=([register]="POST /auth/register" [login]="POST /auth/login"
 	[redirect]="GET /r/:code" [analytics]="GET /analytics/:code")
 
 echo
-echo "# hops: 1 = client -> monolith; 2 = client -> gateway -> service"
-echo "# latency: median of $REPEAT curl time_total, in ms (a new TCP connection per request)"
+echo "# hops: 1 = client -> monolith; 2 = client -> gateway -> service;"
+echo "#       3 = client -> nginx -> gateway -> service"
+echo "# latency: median of $REPEAT curl time_total, in ms (a new TCP connection to the"
+echo "# entry point per request; nginx and the gateways keep theirs to what is behind)."
+echo "# Each hop on loopback costs a few tenths of a millisecond, about as much as the"
+echo "# noise of a busy machine: COMPARE_REPEAT=200 gives steadier medians."
 echo
-FORMAT='%-10s %-22s %-10s %-10s %-6s %10s %10s %18s\n'
+FORMAT='%-10s %-20s %-8s %-8s %-8s %8s %8s %8s %16s %16s\n'
 # shellcheck disable=SC2059
-printf "$FORMAT" step "route (Phase 1)" "phase 1" "phase 2" hops "p1 ms" "p2 ms" "difference"
+printf "$FORMAT" step "route (Phase 1)" "phase 1" "phase 2" "phase 3" "p1 ms" "p2 ms" "p3 ms" "p2 - p1" "p3 - p2"
 # shellcheck disable=SC2059
-printf "$FORMAT" ---- --------------- ------- ------- ---- ----- ----- ----------
+printf "$FORMAT" ---- --------------- ------- ------- ------- ----- ----- ----- ------- -------
+# difference A B: "B - A" in ms, and in percent of A.
+difference() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		d = b - a; if (a > 0) printf "%+.2f (%+.0f%%)", d, 100 * d / a; else printf "%+.2f", d }'
+}
 MISMATCHES=()
 for step in "${STEPS[@]}"; do
 	status_1=$(statuses "$TEST_DIR/1-$step.txt")
 	status_2=$(statuses "$TEST_DIR/2-$step.txt")
+	status_3=$(statuses "$TEST_DIR/3-$step.txt")
 	median_1=$(median_ms "$TEST_DIR/1-$step.txt")
 	median_2=$(median_ms "$TEST_DIR/2-$step.txt")
-	difference=$(awk -v a="$median_1" -v b="$median_2" 'BEGIN {
-		d = b - a; if (a > 0) printf "%+.2f (%+.0f%%)", d, 100 * d / a; else printf "%+.2f", d }')
+	median_3=$(median_ms "$TEST_DIR/3-$step.txt")
 	marker=""
-	if [ "$status_1" != "$status_2" ]; then
+	if [ "$status_1" != "$status_2" ] || [ "$status_1" != "$status_3" ]; then
 		marker="  <- differs"
-		MISMATCHES+=("$step: phase 1 $status_1, phase 2 $status_2")
+		MISMATCHES+=("$step: phase 1 $status_1, phase 2 $status_2, phase 3 $status_3")
 	fi
 	# shellcheck disable=SC2059
-	printf "${FORMAT%\\n}%s\n" "$step" "${ROUTE_1[$step]}" "$status_1" "$status_2" "1 / 2" \
-		"$median_1" "$median_2" "$difference" "$marker"
+	printf "${FORMAT%\\n}%s\n" "$step" "${ROUTE_1[$step]}" "$status_1" "$status_2" "$status_3" \
+		"$median_1" "$median_2" "$median_3" "$(difference "$median_1" "$median_2")" \
+		"$(difference "$median_2" "$median_3")" "$marker"
 done
 echo
 
 if [ ${#MISMATCHES[@]} -eq 0 ]; then
-	pass "the journey ran on both phases and every step's statuses match"
+	pass "the journey ran on all three phases and every step's statuses match"
 else
-	fail "the journey ran on both phases and every step's statuses match" \
+	fail "the journey ran on all three phases and every step's statuses match" \
 		"$(printf '%s; ' "${MISMATCHES[@]}")"
 fi
 finish

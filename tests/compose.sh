@@ -10,8 +10,16 @@
 # service names a profile (docker-compose 1.29 starts a service without one
 # in every profile), each phase's profile has the services it needs, in
 # Phase 2 only the gateway publishes a port (the services trust X-User-*
-# headers, so they must not be reachable from outside), and every
-# Dockerfile a build names exists. The last line is "N passed, N failed".
+# headers, so they must not be reachable from outside) and in Phase 3 only
+# nginx and Jaeger's UI do, every gateway of Phase 3 trusts nginx's fixed
+# address (TRUSTED_PROXIES), and every Dockerfile a build names and every
+# file a volume mounts exists.
+#
+# Last, both nginx configs of Phase 3 pass `nginx -t`: the compose one
+# (phase3-advanced/nginx.conf, with the gateways' container names replaced
+# by 127.0.0.1, since they only resolve inside compose) and the native one
+# as scripts/nginx-native-conf.sh writes it. The last line is "N passed, N
+# failed".
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -66,8 +74,11 @@ services = yaml.safe_load(open(sys.argv[1]))["services"]
 phases = {
     "phase1": {"redis", "monolith"},
     "phase2": {"redis", "users", "url-shortener", "analytics", "gateway"},
+    "phase3": {"redis", "users", "analytics", "url-shortener-v1", "url-shortener-v2",
+               "url-shortener-v2-canary", "api-gateway-1", "api-gateway-2",
+               "api-gateway-3", "nginx", "jaeger"},
 }
-published = {"phase1": {"monolith"}, "phase2": {"gateway"}}
+published = {"phase1": {"monolith"}, "phase2": {"gateway"}, "phase3": {"nginx", "jaeger"}}
 
 
 def report(ok, what, why=""):
@@ -80,6 +91,12 @@ for name, service in sorted(services.items()):
     if build:
         dockerfile = os.path.join(build["context"], build.get("dockerfile", "Dockerfile"))
         report(os.path.isfile(dockerfile), f"service {name}'s Dockerfile exists", dockerfile)
+    for volume in service.get("volumes", []):
+        # Bind mounts resolve to absolute paths; named volumes do not.
+        source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
+        if source.startswith("/"):
+            report(os.path.exists(source), f"service {name} mounts an existing {os.path.basename(source)}",
+                   f"{source} does not exist")
 
 for phase, wanted in phases.items():
     members = {n for n, s in services.items() if phase in s.get("profiles", [])}
@@ -89,6 +106,19 @@ for phase, wanted in phases.items():
     report(with_ports == published[phase],
            f"in {phase} only {', '.join(sorted(published[phase]))} publishes a port",
            f"these do: {', '.join(sorted(with_ports))}")
+
+# Phase 3: the gateways believe X-Forwarded-For from nginx alone, so
+# TRUSTED_PROXIES must be nginx's fixed address on the network they share.
+nginx_networks = services.get("nginx", {}).get("networks") or {}
+nginx_addresses = {(n or {}).get("ipv4_address") for n in nginx_networks.values()} - {None}
+for name in ("api-gateway-1", "api-gateway-2", "api-gateway-3"):
+    environment = services.get(name, {}).get("environment") or {}
+    trusted = environment.get("TRUSTED_PROXIES", "")
+    report(trusted != "" and set(trusted.split(",")) <= nginx_addresses,
+           f"{name} trusts nginx's address ({', '.join(sorted(nginx_addresses))})",
+           f"TRUSTED_PROXIES is '{trusted}'")
+    report(environment.get("INSTANCE_ID") == name, f"{name} has INSTANCE_ID={name}",
+           f"it is '{environment.get('INSTANCE_ID')}'")
 PYTHON
 if ! grep -q '^ok ' "$TEST_DIR/shape.txt"; then
 	fail "docker-compose.yml's shape can be checked" "$(head -c 600 "$TEST_DIR/shape.txt")"
@@ -99,5 +129,34 @@ while IFS= read -r line; do
 	"not ok "*) fail "${line#not ok }" ;;
 	esac
 done <"$TEST_DIR/shape.txt"
+
+# --- Phase 3's nginx configs ---------------------------------------------
+# nginx_t DESCRIPTION FILE [PREFIX_DIR]: `nginx -t` accepts FILE (relative
+# paths in it are relative to PREFIX_DIR, as when nginx runs with -p). -e
+# keeps the error log of the test itself out of /var/log/nginx.
+nginx_t() {
+	local prefix=()
+	[ -n "${3:-}" ] && prefix=(-p "$3")
+	if nginx -t -q "${prefix[@]}" -c "$2" -e "$TEST_DIR/nginx-t.log" \
+		>"$TEST_DIR/nginx-t.out" 2>&1; then
+		pass "$1"
+	else
+		fail "$1" "$(head -c 600 "$TEST_DIR/nginx-t.out")"
+	fi
+}
+if ! command -v nginx >/dev/null; then
+	fail "nginx is installed (to check phase3-advanced's configs)" "run scripts/deps.sh"
+else
+	sed -E 's/api-gateway-[0-9]+:3000/127.0.0.1:3000/' phase3-advanced/nginx.conf \
+		>"$TEST_DIR/nginx-compose.conf"
+	nginx_t "phase3-advanced/nginx.conf passes nginx -t" "$TEST_DIR/nginx-compose.conf"
+	if bash scripts/nginx-native-conf.sh "$TEST_DIR/nginx-native" 8000 3001 3002 3003 \
+		>"$TEST_DIR/nginx-native.out" 2>&1; then
+		nginx_t "the native config (scripts/nginx-native-conf.sh) passes nginx -t" \
+			"$TEST_DIR/nginx-native/nginx.conf" "$TEST_DIR/nginx-native"
+	else
+		fail "scripts/nginx-native-conf.sh writes a config" "$(head -c 600 "$TEST_DIR/nginx-native.out")"
+	fi
+fi
 
 finish

@@ -21,6 +21,11 @@
 #             crash). Every process started here is recorded, and an EXIT
 #             trap stops them all by pid, even when a check fails or the
 #             script is interrupted.
+#   Phase 3   (at the end) header_values, has_header_value (a header that
+#             comes twice), free_udp_port, start_program (any other
+#             program), start_nginx (the native nginx config in a
+#             directory of TEST_DIR, polls /nginx-health), start_sink
+#             (tests/jaeger_sink.py on kernel-picked ports).
 #
 # Everything a script writes (logs, redis data, response files) goes under
 # $TEST_DIR, a fresh temporary directory. It is removed at exit when every
@@ -456,7 +461,7 @@ start_redis() {
 # else comes from the start_* arguments, so a variable left in the caller's
 # shell (RATE_LIMIT_FREE, ...) cannot change what a test sees.
 PASS_THROUGH_ENV=(PATH HOME LANG TMPDIR ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
-	ASAN_SYMBOLIZER_PATH)
+	ASAN_SYMBOLIZER_PATH XDG_CACHE_HOME)
 
 # start_server NAME BINARY LOG_PREFIX [VAR=VALUE...]: starts BINARY in the
 # background with exactly the given environment (plus PASS_THROUGH_ENV);
@@ -672,4 +677,111 @@ tamper_token() {
 	flipped=${signature:10:1}
 	if [ "$flipped" = "A" ]; then flipped=B; else flipped=A; fi
 	printf '%s' "${token%.*}.${signature:0:10}$flipped${signature:11}"
+}
+
+# ---------------------------------------------------------------------------
+# Phase 3: more than one header, UDP ports, nginx, the trace sink
+# ---------------------------------------------------------------------------
+
+# header_values NAME: every value of response header NAME, one per line, in
+# the order they came (a proxied answer can carry the same header twice:
+# X-Instance from the gateway and from the service behind it).
+header_values() {
+	local name=${1,,}
+	tr -d '\r' <"$HTTP_HEADERS_FILE" |
+		awk -v name="$name" '
+			index($0, ":") { n = tolower(substr($0, 1, index($0, ":") - 1))
+				if (n == name) { v = substr($0, index($0, ":") + 1)
+					sub(/^[ \t]+/, "", v); print v } }'
+}
+
+# has_header_value NAME VALUE: one of the NAME headers is exactly VALUE.
+has_header_value() {
+	header_values "$1" | grep -qxF -- "$2"
+}
+
+# free_udp_port: prints a UDP port nobody has bound (the kernel picks it).
+free_udp_port() {
+	python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_program NAME LOG_PREFIX COMMAND [ARGS...]: starts a program that is
+# not a kit server (nginx, the trace sink) in the background with only the
+# PASS_THROUGH_ENV environment; stdout to LOG_PREFIX.out, stderr to
+# LOG_PREFIX.err. Sets SERVER_PID; the exit trap stops it.
+start_program() {
+	local name=$1 log_prefix=$2 var env_args=()
+	shift 2
+	for var in "${PASS_THROUGH_ENV[@]}"; do
+		if [ -n "${!var:-}" ]; then
+			env_args+=("$var=${!var}")
+		fi
+	done
+	env -i "${env_args[@]}" "$@" >>"$log_prefix.out" 2>>"$log_prefix.err" &
+	SERVER_PID=$!
+	_record_pid "$SERVER_PID" "$name"
+}
+
+# start_nginx PREFIX_DIR PORT GATEWAY_PORT...: Phase 3's native nginx config
+# (scripts/nginx-native-conf.sh) in PREFIX_DIR, listening on 127.0.0.1:PORT
+# and balancing over the gateways on 127.0.0.1:GATEWAY_PORT...; nginx runs
+# in the foreground as this user (-g 'daemon off;', so the pid is the
+# master's), its logs in PREFIX_DIR/logs/. Polls /nginx-health; sets
+# NGINX_PID. Returns 1 (after printing its error log) when it does not
+# come up.
+start_nginx() {
+	local prefix=$1 port=$2
+	shift 2
+	if ! bash scripts/nginx-native-conf.sh "$prefix" "$port" "$@" >&2; then
+		echo "# scripts/nginx-native-conf.sh failed" >&2
+		return 1
+	fi
+	start_program "nginx:$port" "$prefix/nginx" \
+		nginx -p "$prefix" -c nginx.conf -e logs/error.log -g 'daemon off;'
+	NGINX_PID=$SERVER_PID
+	if ! wait_for_http "http://127.0.0.1:$port/nginx-health" "$NGINX_PID"; then
+		echo "# nginx's error log:" >&2
+		sed 's/^/#   /' "$prefix/logs/error.log" "$prefix/nginx.err" 2>/dev/null | tail -n 20 >&2
+		return 1
+	fi
+}
+
+# start_sink LOG_PREFIX OUT_FILE: tests/jaeger_sink.py, a decoder of what the
+# kit sends to Jaeger that shares no code with it, listening where a Jaeger
+# agent (Thrift over UDP, binary and compact) and collector (Thrift over
+# HTTP) would, on ports the kernel picks. It writes one JSON line per span
+# to OUT_FILE. Polls for its ready file (the JSON it also prints on its
+# "ready" line), then sets SINK_PID, SINK_UDP_BINARY_PORT,
+# SINK_UDP_COMPACT_PORT and SINK_HTTP_PORT. Returns 2 when the sink cannot
+# run here (it exits 77: python3-thrift or thrift-compiler is missing), 1
+# when it exits otherwise or is not ready in time. The first run fetches
+# Jaeger's IDL once (see the sink), so the bound is 60 s.
+start_sink() {
+	local log_prefix=$1 out=$2 ready="$TEST_DIR/jaeger-sink.ready" status
+	rm -f "$ready"
+	start_program jaeger-sink "$log_prefix" python3 tests/jaeger_sink.py \
+		--udp-binary 0 --udp-compact 0 --http 0 --out "$out" --ready-file "$ready"
+	SINK_PID=$SERVER_PID
+	poll_until 60 _sink_ready "$ready"
+	if [ ! -s "$ready" ]; then
+		if pid_alive "$SINK_PID"; then
+			echo "# the trace sink was not ready after 60 s" >&2
+			return 1
+		fi
+		wait "$SINK_PID"
+		status=$?
+		_forget_pid "$SINK_PID"
+		echo "# the trace sink exited ($status); its stderr:" >&2
+		sed 's/^/#   /' "$log_prefix.err" >&2
+		[ "$status" -eq 77 ] && return 2
+		return 1
+	fi
+	SINK_UDP_BINARY_PORT=$(jq -r '.udp_binary' "$ready")
+	SINK_UDP_COMPACT_PORT=$(jq -r '.udp_compact' "$ready")
+	SINK_HTTP_PORT=$(jq -r '.http' "$ready")
+}
+
+# _sink_ready FILE: the sink wrote FILE, or has exited (poll no more).
+_sink_ready() {
+	[ -s "$1" ] || ! pid_alive "$SINK_PID"
 }

@@ -6,9 +6,13 @@
 #         build/bin/monolith, then again against build/asan/bin/monolith
 #         (AddressSanitizer + UBSan: phase1.sh fails on any sanitizer report
 #         in the monolith's logs, and on a non-zero exit at SIGTERM), then
-#         tests/phase2.sh against build/bin and build/asan/bin the same
-#         way, and last tests/compare.sh (Phase 1 vs Phase 2 side by side:
-#         one check, that every step answered the same status on both)
+#         tests/phase2.sh and then tests/phase3.sh against build/bin and
+#         build/asan/bin the same way, then tests/compare.sh (Phases 1, 2
+#         and 3 side by side: one check, that every step answered the same
+#         status on all three), and last the benchmark harness in smoke
+#         mode (bench/run.sh --smoke: one second per scenario, so it cannot
+#         rot; one check, that every scenario available here produced its
+#         numbers)
 #
 # `make test` builds both binaries first and then runs `tests/run.sh all`.
 # Each suite gets a header; its passes and failures are read from its own
@@ -141,7 +145,13 @@ all)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		run_script "phase 2 ASan+UBSan (build/asan)" bash tests/phase2.sh build/asan/bin
-	run_script "phase 1 vs phase 2 (tests/compare.sh)" bash tests/compare.sh build/bin
+	run_script "phase 3 (build/bin)" bash tests/phase3.sh build/bin
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		run_script "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
+	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin
+	run_script "phases 1, 2, 3 (tests/compare.sh)" bash tests/compare.sh build/bin
+	run_script "benchmark smoke (bench/run.sh)" bash bench/run.sh --smoke --out "$SCRATCH/bench"
 	;;
 *)
 	echo "usage: tests/run.sh unit|all" >&2

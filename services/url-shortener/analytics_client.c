@@ -28,6 +28,12 @@
  * queue (a Redis list the sender pops with LMOVE, or a stream). Delivery is
  * at least once: a timeout after analytics stored a click sends it again,
  * and it counts twice; an idempotency key (the request id) would fix that.
+ *
+ * Tracing (Phase 3): an event keeps the trace context of the request that
+ * caused it, and every attempt to send it is a client span of that trace
+ * (POST /internal/clicks, peer.service analytics) whose uber-trace-id goes
+ * with the event, so a redirect's trace continues into analytics even
+ * though the click is sent after the redirect has answered.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -43,6 +49,7 @@
 
 #include "analytics/analytics.h"
 #include "kit/kit.h"
+#include "kit/tracing.h"
 #include "url-shortener/analytics_client.h"
 #include "url-shortener/url_shortener.h"
 
@@ -67,6 +74,8 @@ struct analytics_event {
 	enum analytics_event_kind kind;
 	char request_id[KIT_REQUEST_ID_MAX + 1]; /* of the request that caused it */
 	char *body;                             /* JSON text, malloc'd        */
+	bool traced;                            /* trace holds that request's */
+	struct kit_trace_context trace;         /* server span's context      */
 };
 
 struct analytics_client {
@@ -185,6 +194,7 @@ static int analytics_client_submit(struct kit_request *req,
 	event->kind = kind;
 	snprintf(event->request_id, sizeof(event->request_id), "%s",
 		 req->request_id);
+	event->traced = kit_span_context(kit_request_span(req), &event->trace);
 	event->body = cJSON_PrintUnformatted(body);
 	if (event->body == NULL)
 		goto fail;
@@ -280,17 +290,30 @@ analytics_client_send(struct analytics_client *client,
 	struct curl_slist *grown;
 	struct analytics_reply reply = { .len = 0 };
 	char request_id_header[KIT_REQUEST_ID_MAX + 32];
+	char trace_value[KIT_TRACE_HEADER_MAX];
+	char trace_header[KIT_TRACE_HEADER_MAX + 32];
 	const char *url = event->kind == ANALYTICS_EVENT_LINK ? client->links_url
 							     : client->clicks_url;
+	struct kit_span *span = NULL;
 	long connect_timeout_ms = ANALYTICS_CONNECT_TIMEOUT_MS;
 	long status = 0;
 	CURLcode code;
 
 	/* 1. Headers: JSON, the id of the request that caused the event (so
-	 *    one id follows a click through both services' logs), and no
-	 *    "Expect: 100-continue" round trip. */
+	 *    one id follows a click through both services' logs), that
+	 *    request's trace, continued by a client span for this attempt
+	 *    (so one trace shows the redirect and the click's delivery), and
+	 *    no "Expect: 100-continue" round trip. */
 	snprintf(request_id_header, sizeof(request_id_header), "X-Request-Id: %s",
 		 event->request_id);
+	if (event->traced)
+		span = kit_trace_client_start_from(
+			&event->trace,
+			event->kind == ANALYTICS_EVENT_LINK ? "POST /internal/links"
+							    : "POST /internal/clicks",
+			"analytics", "POST", url, trace_value);
+	snprintf(trace_header, sizeof(trace_header), "uber-trace-id: %s",
+		 span != NULL ? trace_value : "");
 	grown = curl_slist_append(headers, "Content-Type: application/json");
 	if (grown != NULL) {
 		headers = grown;
@@ -299,6 +322,10 @@ analytics_client_send(struct analytics_client *client,
 	if (grown != NULL && event->request_id[0] != '\0') {
 		headers = grown;
 		grown = curl_slist_append(headers, request_id_header);
+	}
+	if (grown != NULL && span != NULL) {
+		headers = grown;
+		grown = curl_slist_append(headers, trace_header);
 	}
 	if (grown == NULL) {
 		snprintf(why, why_size, "no memory for the request headers");
@@ -353,6 +380,9 @@ analytics_client_send(struct analytics_client *client,
 	else if (status >= 400 && status < 500 && status != 408 && status != 429)
 		result = ANALYTICS_REFUSED;
 out:
+	/* The attempt's span: the status analytics answered, or 0 (error)
+	 * when it did not answer. */
+	kit_trace_client_finish(span, (int)status);
 	/* The handle must not keep pointers to what is freed here. */
 	code = curl_easy_setopt(client->curl, CURLOPT_HTTPHEADER, NULL);
 	if (code == CURLE_OK)

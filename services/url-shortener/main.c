@@ -26,6 +26,8 @@ int main(void)
 	struct kit_app *app = kit_app_new("url-shortener", 8081);
 
 	kit_use(app, &kit_request_id);       /* the gateway's X-Request-Id, kept    */
+	kit_use(app, &kit_tracing);          /* the caller's trace continued (Phase 3;
+	                                      * off unless TRACE_SAMPLER is set)   */
 	kit_use(app, &kit_access_log);       /* one JSON line per request           */
 	kit_use(app, &kit_metrics);          /* this service's own /metrics         */
 	kit_use(app, &kit_identity_headers); /* X-User-Id/-Tier from the gateway    */

@@ -6,12 +6,22 @@
  *   GET  /expand/:code  the stored URL, as JSON
  *   GET  /r/:code       302 to the stored URL, then tells analytics
  *
- * A link is JSON {code, url, owner, created_at}. Generated codes are 7 base62
+ * A link is JSON {code, url, owner, created_at}, and "expires_at" (epoch
+ * seconds) when it was made to expire. Generated codes are 7 base62
  * characters from getrandom(); SET NX keeps codes unique and a collision just
  * draws again. A path code alias_is_valid() refuses is a 404 that never
  * reaches the store. A lost analytics event never fails a request: it is
  * counted in a metric. url_shortener_config is written by
  * url_shortener_mount() before the server starts and only read after.
+ *
+ * Two API versions, one code base, chosen at start by API_VERSION (Phase 3
+ * runs both behind one gateway, /api/v1 and /api/v2):
+ *   1  (default) the Phase 1 answers, unchanged to the byte
+ *   2  POST /shorten also takes "expires_in" (seconds, 60..31536000), and
+ *      shorten and expand answer with "api_version": 2, "expires_at" (ISO
+ *      8601 or null) and "links" {self, redirect, analytics}
+ * Both versions answer 410 Gone for an expired link, whichever version
+ * made it: they share the store.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -32,12 +42,17 @@
  * collision is rare, so running out means something else is wrong. */
 #define URL_SHORTENER_CODE_ATTEMPTS 5
 #define URL_SHORTENER_BASE_URL_MAX 512
+/* expires_in bounds (v2): a minute to a year (365 days). */
+#define URL_SHORTENER_EXPIRES_MIN 60
+#define URL_SHORTENER_EXPIRES_MAX 31536000
 
 struct url_shortener_config {
 	/* PUBLIC_BASE_URL without a trailing '/': short_url = base/r/code. */
 	char public_base_url[URL_SHORTENER_BASE_URL_MAX];
 	/* Where new links and clicks are reported; outlives the app. */
 	const struct analytics_events *events;
+	/* API_VERSION: 1 (default) or 2; see the top of this file. */
+	long api_version;
 };
 
 static struct url_shortener_config url_shortener_config;
@@ -86,10 +101,13 @@ static int url_shortener_key(char *key, size_t key_size, const char *code)
 	return 0;
 }
 
-/* Builds the stored form of a link. Returns malloc'd JSON text (the caller
- * frees it) or NULL when out of memory. */
+/* Builds the stored form of a link; expires_at is epoch seconds, or 0 for
+ * a link that never expires (no member: a v1 record stays as it was).
+ * Returns malloc'd JSON text (the caller frees it) or NULL when out of
+ * memory. */
 static char *url_shortener_link_text(const char *code, const char *url,
-				     const char *owner, const char *created_at)
+				     const char *owner, const char *created_at,
+				     long long expires_at)
 {
 	cJSON *link = cJSON_CreateObject();
 	char *text = NULL;
@@ -98,6 +116,9 @@ static char *url_shortener_link_text(const char *code, const char *url,
 	    cJSON_AddStringToObject(link, "url", url) == NULL ||
 	    cJSON_AddStringToObject(link, "owner", owner) == NULL ||
 	    cJSON_AddStringToObject(link, "created_at", created_at) == NULL)
+		goto out;
+	if (expires_at != 0 &&
+	    cJSON_AddNumberToObject(link, "expires_at", (double)expires_at) == NULL)
 		goto out;
 	text = cJSON_PrintUnformatted(link);
 out:
@@ -110,6 +131,7 @@ struct url_shortener_link {
 	cJSON *json;
 	const char *url;
 	const char *created_at;
+	long long expires_at;   /* epoch seconds; 0: never */
 };
 
 static const char *url_shortener_link_string(const cJSON *json,
@@ -122,8 +144,8 @@ static const char *url_shortener_link_string(const cJSON *json,
 
 /* Finds the link for the ":code" route parameter. Returns KIT_NEXT with
  * *link filled (the caller cJSON_Delete()s link->json), or answers 404 (a
- * code that is not valid or not there), 503 (store) or 500 (a record that
- * is not what /shorten wrote) and returns that status. */
+ * code that is not valid or not there), 410 (expired), 503 (store) or 500
+ * (a record that is not what /shorten wrote) and returns that status. */
 static int url_shortener_link_load(struct kit_request *req,
 				   struct url_shortener_link *link)
 {
@@ -132,6 +154,8 @@ static int url_shortener_link_load(struct kit_request *req,
 	char key[64];
 	char *text = NULL;
 	char why[128];
+	char expired_at[32];
+	const cJSON *expires;
 	enum kit_store_result result;
 
 	memset(link, 0, sizeof(*link));
@@ -150,9 +174,13 @@ static int url_shortener_link_load(struct kit_request *req,
 	free(text);
 	link->url = url_shortener_link_string(link->json, "url");
 	link->created_at = url_shortener_link_string(link->json, "created_at");
+	expires = cJSON_GetObjectItemCaseSensitive(link->json, "expires_at");
+	if (cJSON_IsNumber(expires))
+		link->expires_at = (long long)expires->valuedouble;
 	/* The URL goes into a Location header: check it again rather than
 	 * trust whatever else may have written to the store. */
 	if (link->url == NULL || link->created_at == NULL ||
+	    (expires != NULL && (!cJSON_IsNumber(expires) || link->expires_at <= 0)) ||
 	    !url_is_acceptable(link->url, why, sizeof(why))) {
 		fprintf(stderr, "url-shortener: request %s: record %s is damaged\n",
 			req->request_id, key);
@@ -160,11 +188,74 @@ static int url_shortener_link_load(struct kit_request *req,
 		link->json = NULL;
 		return kit_problem(req, 500, "short link record is damaged");
 	}
+	/* Expired links stay in the store, so that they can answer 410 (the
+	 * link existed and is gone for good) rather than 404. */
+	if (link->expires_at != 0 && link->expires_at <= (long long)time(NULL)) {
+		if (kit_utc_timestamp(link->expires_at, expired_at, sizeof(expired_at)) != 0)
+			snprintf(expired_at, sizeof(expired_at), "%lld", link->expires_at);
+		cJSON_Delete(link->json);
+		link->json = NULL;
+		return kit_problem(req, 410, "this short link expired at %s", expired_at);
+	}
 	return KIT_NEXT;
 }
 
+/* v2: "expires_in" of the body (absent or null: 0, never expires) into
+ * *seconds. Returns KIT_NEXT, or answers 400 and returns it. */
+static int url_shortener_expires_in(struct kit_request *req, const cJSON *body,
+				    long long *seconds)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(body, "expires_in");
+
+	*seconds = 0;
+	if (item == NULL || cJSON_IsNull(item))
+		return KIT_NEXT;
+	if (!cJSON_IsNumber(item) || item->valuedouble != (double)(long long)item->valuedouble ||
+	    item->valuedouble < URL_SHORTENER_EXPIRES_MIN ||
+	    item->valuedouble > URL_SHORTENER_EXPIRES_MAX)
+		return kit_problem(req, 400, "expires_in must be a whole number of seconds, %d..%d",
+				   URL_SHORTENER_EXPIRES_MIN, URL_SHORTENER_EXPIRES_MAX);
+	*seconds = (long long)item->valuedouble;
+	return KIT_NEXT;
+}
+
+/* v2: adds "api_version": 2, "expires_at" (ISO 8601 or null) and "links"
+ * {"self", "redirect", "analytics"} to reply. Returns 0, or -1 when out
+ * of memory. */
+static int url_shortener_add_v2(cJSON *reply, const char *code, long long expires_at)
+{
+	const char *base = url_shortener_config.public_base_url;
+	/* base is at most 511 bytes and code 32: each link fits. */
+	char self[URL_SHORTENER_BASE_URL_MAX + 64];
+	char redirect[URL_SHORTENER_BASE_URL_MAX + 64];
+	char analytics[URL_SHORTENER_BASE_URL_MAX + 64];
+	char expires[32];
+	cJSON *links;
+
+	if (cJSON_AddNumberToObject(reply, "api_version", 2) == NULL)
+		return -1;
+	if (expires_at != 0) {
+		if (kit_utc_timestamp(expires_at, expires, sizeof(expires)) != 0 ||
+		    cJSON_AddStringToObject(reply, "expires_at", expires) == NULL)
+			return -1;
+	} else if (cJSON_AddNullToObject(reply, "expires_at") == NULL) {
+		return -1;
+	}
+	snprintf(self, sizeof(self), "%s/api/v2/expand/%s", base, code);
+	snprintf(redirect, sizeof(redirect), "%s/r/%s", base, code);
+	snprintf(analytics, sizeof(analytics), "%s/api/v2/analytics/%s", base, code);
+	links = cJSON_AddObjectToObject(reply, "links");
+	if (links == NULL ||
+	    cJSON_AddStringToObject(links, "self", self) == NULL ||
+	    cJSON_AddStringToObject(links, "redirect", redirect) == NULL ||
+	    cJSON_AddStringToObject(links, "analytics", analytics) == NULL)
+		return -1;
+	return 0;
+}
+
 /* POST /shorten {"url","alias"?} -> 201 {"code","short_url","url","owner",
- * "created_at"}; 409 when the alias is taken. */
+ * "created_at"}; 409 when the alias is taken. v2 also takes "expires_in"
+ * and answers with url_shortener_add_v2()'s members. */
 static int url_shortener_shorten(struct kit_request *req)
 {
 	struct kit_store *store = kit_request_store(req);
@@ -179,6 +270,8 @@ static int url_shortener_shorten(struct kit_request *req)
 	char short_url[URL_SHORTENER_BASE_URL_MAX + 64];
 	char *link_text = NULL;
 	cJSON *reply = NULL;
+	long long now = (long long)time(NULL);
+	long long expires_in = 0, expires_at = 0;
 	enum kit_store_result result = KIT_STORE_ERROR;
 	int attempts;
 	int written;
@@ -194,13 +287,20 @@ static int url_shortener_shorten(struct kit_request *req)
 	status = kit_json_string(req, body, "alias", false, &alias);
 	if (status != KIT_NEXT)
 		return status;
+	if (url_shortener_config.api_version >= 2) {
+		status = url_shortener_expires_in(req, body, &expires_in);
+		if (status != KIT_NEXT)
+			return status;
+		if (expires_in != 0)
+			expires_at = now + expires_in;
+	}
 
 	/* 2. The rules of docs/api.md. */
 	if (!url_is_acceptable(url, why, sizeof(why)))
 		return kit_problem(req, 400, "%s", why);
 	if (alias != NULL && !alias_is_valid(alias))
 		return kit_problem(req, 400, "alias must be 3-32 characters of A-Z a-z 0-9 _ -");
-	if (kit_utc_timestamp(time(NULL), created_at,
+	if (kit_utc_timestamp(now, created_at,
 				      sizeof(created_at)) != 0)
 		return kit_problem(req, 500, "could not read the clock");
 
@@ -219,7 +319,8 @@ static int url_shortener_shorten(struct kit_request *req)
 			goto out;
 		}
 		free(link_text);
-		link_text = url_shortener_link_text(code, url, owner, created_at);
+		link_text = url_shortener_link_text(code, url, owner, created_at,
+						    expires_at);
 		if (link_text == NULL ||
 		    url_shortener_key(key, sizeof(key), code) != 0) {
 			status = kit_problem(req, 500, "out of memory");
@@ -266,7 +367,9 @@ static int url_shortener_shorten(struct kit_request *req)
 	    cJSON_AddStringToObject(reply, "short_url", short_url) == NULL ||
 	    cJSON_AddStringToObject(reply, "url", url) == NULL ||
 	    cJSON_AddStringToObject(reply, "owner", owner) == NULL ||
-	    cJSON_AddStringToObject(reply, "created_at", created_at) == NULL) {
+	    cJSON_AddStringToObject(reply, "created_at", created_at) == NULL ||
+	    (url_shortener_config.api_version >= 2 &&
+	     url_shortener_add_v2(reply, code, expires_at) != 0)) {
 		status = kit_problem(req, 500, "out of memory");
 		goto out;
 	}
@@ -277,7 +380,8 @@ out:
 	return status;
 }
 
-/* GET /expand/:code -> 200 {"code","url","created_at"}; 404. */
+/* GET /expand/:code -> 200 {"code","url","created_at"} (v2: and
+ * url_shortener_add_v2()'s members); 404; 410 when expired. */
 static int url_shortener_expand(struct kit_request *req)
 {
 	struct url_shortener_link link;
@@ -291,7 +395,10 @@ static int url_shortener_expand(struct kit_request *req)
 	if (cJSON_AddStringToObject(reply, "code",
 				    kit_request_param(req, "code")) == NULL ||
 	    cJSON_AddStringToObject(reply, "url", link.url) == NULL ||
-	    cJSON_AddStringToObject(reply, "created_at", link.created_at) == NULL) {
+	    cJSON_AddStringToObject(reply, "created_at", link.created_at) == NULL ||
+	    (url_shortener_config.api_version >= 2 &&
+	     url_shortener_add_v2(reply, kit_request_param(req, "code"),
+				  link.expires_at) != 0)) {
 		status = kit_problem(req, 500, "out of memory");
 		goto out;
 	}
@@ -303,7 +410,7 @@ out:
 }
 
 /* GET /r/:code -> 302 Location: <url>, Cache-Control: no-store; then the
- * click goes to analytics. */
+ * click goes to analytics. 410 for an expired link (no click recorded). */
 static int url_shortener_redirect(struct kit_request *req)
 {
 	const char *code = kit_request_param(req, "code");
@@ -383,6 +490,10 @@ void url_shortener_mount(struct kit_app *app,
 	url_shortener_config.events = events;
 	if (url_shortener_load_base_url(app) != 0)
 		return;
+	if (kit_env_long("API_VERSION", 1, 1, 2, &url_shortener_config.api_version) != 0) {
+		kit_app_fail(app, "url-shortener: API_VERSION must be 1 or 2");
+		return;
+	}
 	kit_app_use_store(app);
 
 	/* 2. Metrics. */

@@ -5,7 +5,9 @@
  *          GET  /expand/:code  (public)  -> 200 {"code","url",...}
  *          GET  /r/:code       (public)  -> 302 Location, click recorded
  *
- * Links are stored as "link:<code>" -> JSON {code,url,owner,created_at}.
+ * Links are stored as "link:<code>" -> JSON {code,url,owner,created_at}
+ * and "expires_at" (epoch seconds) when made to expire (v2). API_VERSION=2
+ * serves the v2 answers (docs/api.md); an expired link is 410 in both.
  * The service tells analytics about new links and clicks through a struct
  * analytics_events: direct calls in the monolith, HTTP from Phase 2 on.
  */
@@ -18,8 +20,10 @@
 struct kit_app;
 struct analytics_events;
 
-/* Reads PUBLIC_BASE_URL (the prefix of short_url, default
- * http://localhost:<port>) and mounts the routes. events must outlive app. */
+/* Reads PUBLIC_BASE_URL (the prefix of short_url and of v2's links,
+ * default http://localhost:<port>) and API_VERSION (1 or 2, default 1; any
+ * other value fails start-up) and mounts the routes. events must outlive
+ * app. */
 void url_shortener_mount(struct kit_app *app,
 			 const struct analytics_events *events);
 

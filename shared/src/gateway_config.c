@@ -12,6 +12,16 @@
  * "access": "public"; its timeout is 5 s; it uses the RATE_LIMIT_* limits
  * unless it names a policy from "rate_limit_policies".
  *
+ * Phase 3 members, both optional (a Phase 2 file has neither):
+ *   "versions"  ["v1", "v2"]: "v" and digits, no repeats. A route under
+ *               /api/v<digits> must be of a listed version.
+ *   "splits"    {"<name>": {"sticky_by": "user", "variants": [{"name",
+ *               "upstream", "weight"}, ...]}}: 2 to 8 variants with
+ *               distinct names, whole weights of at least 1 adding up to
+ *               exactly 100 (percent, so a reader sees the shares), each
+ *               naming a known upstream. A route gives "split" or
+ *               "upstream", exactly one of the two.
+ *
  * Called from main() before the server starts; the result is read-only
  * afterwards.
  */
@@ -83,10 +93,13 @@ static int read_long(struct parser *p, const cJSON *object, const char *name,
 		*out = fallback;
 		return 0;
 	}
-	if (!cJSON_IsNumber(item) || item->valuedouble != (double)(long)item->valuedouble)
+	if (!cJSON_IsNumber(item))
 		return fail(p, where, "must be a whole number");
-	if (item->valuedouble < (double)min || item->valuedouble > (double)max)
-		return fail(p, where, "%.0f is outside %ld..%ld", item->valuedouble, min, max);
+	/* The range first: casting 1e300 to long is undefined behaviour. */
+	if (!(item->valuedouble >= (double)min && item->valuedouble <= (double)max))
+		return fail(p, where, "%g is outside %ld..%ld", item->valuedouble, min, max);
+	if (item->valuedouble != (double)(long)item->valuedouble)
+		return fail(p, where, "must be a whole number");
 	*out = (long)item->valuedouble;
 	return 0;
 }
@@ -134,6 +147,26 @@ static const struct kit_rate_limit_config *find_policy(const struct kit_gateway_
 	return NULL;
 }
 
+static const struct kit_split *find_split(const struct kit_gateway_config *config,
+					  const char *name)
+{
+	for (int i = 0; i < config->split_count; i++) {
+		if (strcmp(config->splits[i].name, name) == 0)
+			return &config->splits[i];
+	}
+	return NULL;
+}
+
+/* Upstream, split and variant names become metric labels and headers:
+ * 1-31 characters of a-z 0-9 - _. */
+static bool is_valid_name(const char *name)
+{
+	size_t len = strlen(name);
+
+	return len > 0 && len < 32 &&
+	       strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-_") == len;
+}
+
 static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 			   struct kit_gateway_config *config)
 {
@@ -155,8 +188,7 @@ static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 			return fail(p, "upstreams", "more than %d upstreams", KIT_GATEWAY_MAX_UPSTREAMS);
 		if (!cJSON_IsObject(item))
 			return fail(p, field, "must be an object");
-		if (strlen(item->string) == 0 || strlen(item->string) >= sizeof(upstream->name) ||
-		    strspn(item->string, "abcdefghijklmnopqrstuvwxyz0123456789-_") != strlen(item->string))
+		if (!is_valid_name(item->string))
 			return fail(p, field, "a name is 1-31 characters of a-z 0-9 - _");
 		upstream = &config->upstreams[config->upstream_count];
 		memset(upstream, 0, sizeof(*upstream));
@@ -165,17 +197,20 @@ static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 		    read_string(p, item, "url", field, NULL, upstream->url, sizeof(upstream->url)) != 0 ||
 		    read_string(p, item, "url_env", field, "", env_name, sizeof(env_name)) != 0)
 			return -1;
+		const char *source = "url";
 		if (env_name[0] != '\0') {
 			const char *override = kit_env_string(env_name, NULL);
 			if (override != NULL) {
 				if (strlen(override) >= sizeof(upstream->url))
 					return fail(p, field, "%s is too long", env_name);
 				strcpy(upstream->url, override);
+				source = env_name; /* say where a bad value came from */
 			}
 		}
 		if (strncmp(upstream->url, "http://", 7) != 0 || upstream->url[7] == '\0' ||
 		    upstream->url[7] == '/')
-			return fail(p, field, "url \"%s\" must be http://host[:port]", upstream->url);
+			return fail(p, field, "%s \"%s\" must be http://host[:port]", source,
+				    upstream->url);
 		len = strlen(upstream->url);
 		while (len > 7 && upstream->url[len - 1] == '/')
 			upstream->url[--len] = '\0';
@@ -223,6 +258,144 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 	return 0;
 }
 
+/* True when s is "v" and 1-9 digits ("v1", "v2", "v10"). */
+static bool is_version_name(const char *s, size_t len)
+{
+	return len >= 2 && len <= 10 && s[0] == 'v' &&
+	       strspn(s + 1, "0123456789") >= len - 1;
+}
+
+static bool has_version(const struct kit_gateway_config *config, const char *s,
+			size_t len)
+{
+	for (int i = 0; i < config->version_count; i++) {
+		if (strlen(config->versions[i]) == len &&
+		    strncmp(config->versions[i], s, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int parse_versions(struct parser *p, const cJSON *versions,
+			  struct kit_gateway_config *config)
+{
+	const cJSON *item;
+	int index = 0;
+
+	if (versions == NULL)
+		return 0;
+	if (!cJSON_IsArray(versions) || cJSON_GetArraySize(versions) == 0)
+		return fail(p, "versions", "must be an array of at least one version, like [\"v1\", \"v2\"]");
+	if (cJSON_GetArraySize(versions) > KIT_GATEWAY_MAX_VERSIONS)
+		return fail(p, "versions", "more than %d versions", KIT_GATEWAY_MAX_VERSIONS);
+	cJSON_ArrayForEach(item, versions) {
+		char field[32];
+
+		snprintf(field, sizeof(field), "versions[%d]", index);
+		if (!cJSON_IsString(item) ||
+		    !is_version_name(item->valuestring, strlen(item->valuestring)))
+			return fail(p, field, "must be a string of \"v\" and 1-9 digits, like \"v2\"");
+		if (has_version(config, item->valuestring, strlen(item->valuestring)))
+			return fail(p, field, "\"%s\" is given twice", item->valuestring);
+		strcpy(config->versions[config->version_count++], item->valuestring);
+		index++;
+	}
+	return 0;
+}
+
+static int parse_variant(struct parser *p, const cJSON *item, const char *field,
+			 struct kit_split *split, struct kit_gateway_config *config)
+{
+	static const char *const members[] = { "name", "upstream", "weight", NULL };
+	struct kit_split_variant *variant = &split->variants[split->variant_count];
+	char upstream[32], where[160];
+
+	memset(variant, 0, sizeof(*variant));
+	if (!cJSON_IsObject(item))
+		return fail(p, field, "must be an object");
+	if (check_members(p, item, field, members) != 0 ||
+	    read_string(p, item, "name", field, NULL, variant->name, sizeof(variant->name)) != 0 ||
+	    read_string(p, item, "upstream", field, NULL, upstream, sizeof(upstream)) != 0 ||
+	    read_long(p, item, "weight", field, -1, 1, 100, &variant->weight) != 0)
+		return -1;
+
+	snprintf(where, sizeof(where), "%s.name", field);
+	if (!is_valid_name(variant->name))
+		return fail(p, where, "\"%s\": a name is 1-31 characters of a-z 0-9 - _",
+			    variant->name);
+	for (int i = 0; i < split->variant_count; i++) {
+		if (strcmp(split->variants[i].name, variant->name) == 0)
+			return fail(p, where, "\"%s\" is also variants[%d]'s name",
+				    variant->name, i);
+	}
+	snprintf(where, sizeof(where), "%s.upstream", field);
+	variant->upstream = find_upstream(config, upstream);
+	if (variant->upstream == NULL)
+		return fail(p, where, "no upstream named \"%s\"", upstream);
+	split->variant_count++;
+	return 0;
+}
+
+static int parse_splits(struct parser *p, const cJSON *splits,
+			struct kit_gateway_config *config)
+{
+	static const char *const members[] = { "sticky_by", "variants", NULL };
+	const cJSON *item;
+
+	if (splits == NULL)
+		return 0;
+	if (!cJSON_IsObject(splits))
+		return fail(p, "splits", "must be an object");
+	cJSON_ArrayForEach(item, splits) {
+		struct kit_split *split;
+		const cJSON *variants, *variant;
+		char field[96], where[160], sticky_by[16];
+		long total = 0;
+
+		snprintf(field, sizeof(field), "splits.%s", item->string);
+		if (find_split(config, item->string) != NULL)
+			return fail(p, field, "is given twice");
+		if (config->split_count == KIT_GATEWAY_MAX_SPLITS)
+			return fail(p, "splits", "more than %d splits", KIT_GATEWAY_MAX_SPLITS);
+		if (!cJSON_IsObject(item))
+			return fail(p, field, "must be an object");
+		if (!is_valid_name(item->string))
+			return fail(p, field, "a name is 1-31 characters of a-z 0-9 - _");
+		split = &config->splits[config->split_count];
+		memset(split, 0, sizeof(*split));
+		strcpy(split->name, item->string);
+		if (check_members(p, item, field, members) != 0 ||
+		    read_string(p, item, "sticky_by", field, "user", sticky_by, sizeof(sticky_by)) != 0)
+			return -1;
+		if (strcmp(sticky_by, "user") != 0) {
+			snprintf(where, sizeof(where), "%s.sticky_by", field);
+			return fail(p, where, "\"%s\" is not \"user\"", sticky_by);
+		}
+		split->sticky_by = KIT_SPLIT_STICKY_USER;
+
+		snprintf(where, sizeof(where), "%s.variants", field);
+		variants = cJSON_GetObjectItemCaseSensitive(item, "variants");
+		if (!cJSON_IsArray(variants) || cJSON_GetArraySize(variants) < 2)
+			return fail(p, where, "must be an array of at least two variants");
+		if (cJSON_GetArraySize(variants) > KIT_SPLIT_MAX_VARIANTS)
+			return fail(p, where, "more than %d variants", KIT_SPLIT_MAX_VARIANTS);
+		cJSON_ArrayForEach(variant, variants) {
+			char variant_field[160];
+
+			snprintf(variant_field, sizeof(variant_field), "%s.variants[%d]",
+				 field, split->variant_count);
+			if (parse_variant(p, variant, variant_field, split, config) != 0)
+				return -1;
+			total += split->variants[split->variant_count - 1].weight;
+		}
+		/* Percentages: a reader of the file sees each share as it is. */
+		if (total != 100)
+			return fail(p, where, "the weights add up to %ld; they must add up to 100", total);
+		config->split_count++;
+	}
+	return 0;
+}
+
 /* A path prefix: starts with '/', no trailing '/', no '?', '#', '*' or
  * "...", at most 127 bytes ("/" alone is refused: a catch-all route is
  * better written out). */
@@ -231,26 +404,37 @@ static bool is_valid_prefix(const char *prefix)
 	size_t len = strlen(prefix);
 
 	return len >= 2 && prefix[0] == '/' && prefix[len - 1] != '/' &&
-	       strpbrk(prefix, "?#* \t") == NULL && strstr(prefix, "..") == NULL &&
-	       strstr(prefix, "//") == NULL;
+	       strpbrk(prefix, "?#*: \t") == NULL && strstr(prefix, "..") == NULL &&
+	       strstr(prefix, "//") == NULL; /* ':' would make a parameter */
 }
 
 static int parse_route(struct parser *p, const cJSON *item, int index,
 		       struct kit_gateway_config *config)
 {
 	static const char *const members[] = {
-		"prefix", "upstream", "rewrite", "access", "rate_limit", "timeout_ms", NULL,
+		"prefix", "upstream", "split", "rewrite", "access", "rate_limit", "timeout_ms", NULL,
 	};
 	struct kit_gateway_route *route = &config->routes[index];
-	char field[32], upstream[32], access[32], policy[32] = "";
+	char field[32], upstream[32] = "", split[32] = "", access[32], policy[32] = "";
+	bool has_upstream = cJSON_GetObjectItemCaseSensitive(item, "upstream") != NULL;
+	bool has_split = cJSON_GetObjectItemCaseSensitive(item, "split") != NULL;
 
 	snprintf(field, sizeof(field), "routes[%d]", index);
 	memset(route, 0, sizeof(*route));
 	if (!cJSON_IsObject(item))
 		return fail(p, field, "must be an object");
-	if (check_members(p, item, field, members) != 0 ||
-	    read_string(p, item, "prefix", field, NULL, route->prefix, sizeof(route->prefix)) != 0 ||
-	    read_string(p, item, "upstream", field, NULL, upstream, sizeof(upstream)) != 0 ||
+	if (check_members(p, item, field, members) != 0)
+		return -1;
+	/* Where the route goes: one upstream, or a split between several. */
+	if (has_upstream && has_split)
+		return fail(p, field, "gives both \"upstream\" and \"split\"; give exactly one");
+	if (!has_upstream && !has_split)
+		return fail(p, field, "needs \"upstream\" (or \"split\")");
+	if (read_string(p, item, "prefix", field, NULL, route->prefix, sizeof(route->prefix)) != 0 ||
+	    (has_upstream &&
+	     read_string(p, item, "upstream", field, NULL, upstream, sizeof(upstream)) != 0) ||
+	    (has_split &&
+	     read_string(p, item, "split", field, NULL, split, sizeof(split)) != 0) ||
 	    read_string(p, item, "rewrite", field, route->prefix, route->rewrite, sizeof(route->rewrite)) != 0 ||
 	    read_string(p, item, "access", field, "authenticated", access, sizeof(access)) != 0 ||
 	    read_string(p, item, "rate_limit", field, "", policy, sizeof(policy)) != 0 ||
@@ -259,10 +443,29 @@ static int parse_route(struct parser *p, const cJSON *item, int index,
 
 	snprintf(field, sizeof(field), "routes[%d].prefix", index);
 	if (!is_valid_prefix(route->prefix))
-		return fail(p, field, "\"%s\" must start with '/' and not end with one", route->prefix);
+		return fail(p, field, "\"%s\" must start with '/', not end with one, and have no ':', '*', '?' or '#'",
+			    route->prefix);
 	for (int i = 0; i < index; i++) {
-		if (strcmp(config->routes[i].prefix, route->prefix) == 0)
+		const char *earlier = config->routes[i].prefix;
+		size_t len = strlen(earlier);
+
+		if (strcmp(earlier, route->prefix) == 0)
 			return fail(p, field, "\"%s\" is also routes[%d]'s prefix", route->prefix, i);
+		/* Routes match in order: an earlier "/api" would take every
+		 * request meant for a later "/api/v1/users" (and its access). */
+		if (strncmp(earlier, route->prefix, len) == 0 && route->prefix[len] == '/')
+			return fail(p, field, "\"%s\" can never match: routes[%d] (\"%s\") comes first and covers it; list the longer prefix first",
+				    route->prefix, i, earlier);
+	}
+	/* With "versions", /api/v7/... must be a listed version: otherwise the
+	 * catch-all would call v7 unknown while a route serves it. */
+	if (config->version_count > 0 && strncmp(route->prefix, "/api/", 5) == 0) {
+		const char *segment = route->prefix + 5;
+		size_t len = strcspn(segment, "/");
+
+		if (is_version_name(segment, len) && !has_version(config, segment, len))
+			return fail(p, field, "\"%s\" is under %.*s, which \"versions\" does not list",
+				    route->prefix, (int)len, segment);
 	}
 	/* prefix is at most 127 bytes, pattern has room for it and "/...". */
 	strcpy(route->pattern, route->prefix);
@@ -274,10 +477,17 @@ static int parse_route(struct parser *p, const cJSON *item, int index,
 	if (strcmp(route->rewrite, "/") == 0)
 		route->rewrite[0] = '\0'; /* "/" + "/login" must not give "//login" */
 
-	snprintf(field, sizeof(field), "routes[%d].upstream", index);
-	route->upstream = find_upstream(config, upstream);
-	if (route->upstream == NULL)
-		return fail(p, field, "no upstream named \"%s\"", upstream);
+	if (has_upstream) {
+		snprintf(field, sizeof(field), "routes[%d].upstream", index);
+		route->upstream = find_upstream(config, upstream);
+		if (route->upstream == NULL)
+			return fail(p, field, "no upstream named \"%s\"", upstream);
+	} else {
+		snprintf(field, sizeof(field), "routes[%d].split", index);
+		route->split = find_split(config, split);
+		if (route->split == NULL)
+			return fail(p, field, "no split named \"%s\" in splits", split);
+	}
 
 	snprintf(field, sizeof(field), "routes[%d].access", index);
 	if (strcmp(access, "public") == 0)
@@ -301,7 +511,7 @@ int kit_gateway_config_parse(const char *path, const char *text,
 			     size_t error_size)
 {
 	static const char *const top_members[] = {
-		"upstreams", "pool", "rate_limit_policies", "routes", NULL,
+		"versions", "upstreams", "pool", "rate_limit_policies", "splits", "routes", NULL,
 	};
 	static const char *const pool_members[] = {
 		"max_idle_per_thread", "max_idle_per_upstream", "idle_timeout_seconds",
@@ -327,7 +537,9 @@ int kit_gateway_config_parse(const char *path, const char *text,
 	}
 	if (check_members(&p, root, "(top level)", top_members) != 0 ||
 	    parse_upstreams(&p, cJSON_GetObjectItemCaseSensitive(root, "upstreams"), config) != 0 ||
-	    parse_policies(&p, cJSON_GetObjectItemCaseSensitive(root, "rate_limit_policies"), config) != 0)
+	    parse_policies(&p, cJSON_GetObjectItemCaseSensitive(root, "rate_limit_policies"), config) != 0 ||
+	    parse_versions(&p, cJSON_GetObjectItemCaseSensitive(root, "versions"), config) != 0 ||
+	    parse_splits(&p, cJSON_GetObjectItemCaseSensitive(root, "splits"), config) != 0)
 		goto out;
 
 	pool = cJSON_GetObjectItemCaseSensitive(root, "pool");

@@ -30,6 +30,7 @@ const char *kit_problem_slug(int status)
 	case 404: return "not-found";
 	case 405: return "method-not-allowed";
 	case 409: return "conflict";
+	case 410: return "gone";
 	case 413: return "payload-too-large";
 	case 415: return "unsupported-media-type";
 	case 429: return "rate-limited";

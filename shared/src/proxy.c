@@ -21,18 +21,26 @@
  * libcurl's open/close socket callbacks, so they are exact.
  *
  * Per request:
- *   1. build the upstream URL: upstream + rewrite + the rest of the path
+ *   1. pick the upstream: the route's, or for a split route the caller's
+ *      variant (gateway_split.c; X-Variant on the answer)
+ *   2. build the upstream URL: upstream + rewrite + the rest of the path
  *      (percent-encoded again) + the raw query
- *   2. copy the request headers but hop-by-hop ones, Host, Content-Length
- *      and anything a client must not set (X-User-*, X-Forwarded-*); add
- *      X-Forwarded-For/-Proto/-Host, X-Request-Id and, for a verified
- *      caller, X-User-Id/X-User-Tier
- *   3. perform with a connect timeout and a total timeout (the route's); on
+ *   3. copy the request headers but hop-by-hop ones, Host, Content-Length
+ *      and anything a client must not set (X-User-*, X-Forwarded-*, trace
+ *      context); add X-Forwarded-For/-Proto/-Host, X-Request-Id, for a
+ *      verified caller X-User-Id/X-User-Tier, and with tracing on the
+ *      uber-trace-id of a client span opened for this attempt
+ *   4. perform with a connect timeout and a total timeout (the route's); on
  *      a reused connection the upstream had closed, retry once, for
  *      idempotent methods only, within what is left of the same timeout
- *   4. answer: the upstream's status, headers (minus hop-by-hop) and body,
+ *      (each attempt is a client span of its own)
+ *   5. answer: the upstream's status, headers (minus hop-by-hop) and body,
  *      or a problem: 502 refused/reset/too large, 504 timed out, naming the
  *      upstream
+ *
+ * API versions: with "versions" in the file, a catch-all "/api/..." comes
+ * after every route (version_handler): 404 for an unknown version, listing
+ * the supported ones, and the API-Version header for unversioned paths.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -51,6 +59,8 @@
 #include "kit/metrics.h"
 #include "kit/request.h"
 #include "kit/response.h"
+#include "kit/router.h"
+#include "kit/tracing.h"
 
 #define MAX_SOCKETS 64 /* per thread: far above max_idle_per_thread */
 #define KIT_MAX_PROXIED_HEADERS 64 /* response headers passed back, at most */
@@ -77,6 +87,7 @@ static struct {
 	struct kit_metric *closed;
 	struct kit_metric *errors;
 	struct kit_metric *connections;       /* {upstream,state}      */
+	struct kit_metric *split_requests;    /* {split,variant}       */
 } proxy;
 
 /* ---- header filters ---- */
@@ -117,7 +128,12 @@ bool kit_proxy_drop_request_header(const char *name, const char *connection)
 	static const char *const set_by_gateway[] = {
 		"Host", "Content-Length", "Expect",
 		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
-		"X-Request-Id", "Forwarded", NULL,
+		"X-Request-Id", "Forwarded",
+		/* The trace context: the gateway continues the caller's trace
+		 * in its server span and sends its own client span's context
+		 * on, so the upstream's parent is the gateway, not the client.
+		 * tracestate belongs to the traceparent it came with. */
+		"uber-trace-id", "traceparent", "tracestate", NULL,
 	};
 
 	/* X-User-* is the gateway's to say, all of it: a client's
@@ -130,7 +146,7 @@ bool kit_proxy_drop_request_header(const char *name, const char *connection)
 bool kit_proxy_drop_response_header(const char *name, const char *connection)
 {
 	static const char *const set_by_gateway[] = {
-		"Content-Length", "Date", "X-Request-Id", "Server", NULL,
+		"Content-Length", "Date", "X-Request-Id", "X-Trace-ID", "Server", NULL,
 	};
 
 	return in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
@@ -295,8 +311,11 @@ static struct curl_slist *add_header(struct curl_slist *list, const char *name,
 	return longer != NULL ? longer : list;
 }
 
-/* The headers to send upstream. */
-static struct curl_slist *upstream_headers(struct kit_request *req)
+/* The headers to send upstream; trace_header is the client span's
+ * uber-trace-id value ("" when tracing is off). The caller frees the list
+ * with curl_slist_free_all(). */
+static struct curl_slist *upstream_headers(struct kit_request *req,
+					   const char *trace_header)
 {
 	const struct mg_request_info *info = mg_get_request_info(req->conn);
 	const char *connection = kit_request_header(req, "Connection");
@@ -319,6 +338,8 @@ static struct curl_slist *upstream_headers(struct kit_request *req)
 		list = add_header(list, "X-User-Id", req->user.subject);
 		list = add_header(list, "X-User-Tier", req->user.tier);
 	}
+	if (trace_header[0] != '\0')
+		list = add_header(list, "uber-trace-id", trace_header);
 	list = add_header(list, "Expect", ""); /* no 100-continue round trip */
 	return list;
 }
@@ -429,25 +450,75 @@ static int upstream_problem(struct kit_request *req, int status,
 	return kit_problem_ext(req, status, extra, "upstream %s %s", upstream->name, what);
 }
 
-static int proxy_handler(struct kit_request *req)
+/* ---- splits ---- */
+
+/* The caller's key for a split (sticky_by "user"): the verified user; on a
+ * public route (the token is not read there) or without one, the kit_ab
+ * cookie, so a browser or a test stays on its variant; else the IP. */
+static void split_key(struct kit_request *req, char *key, size_t size)
 {
-	const struct kit_gateway_route *route = req->route_data;
+	if (req->user.authenticated) {
+		snprintf(key, size, "%s", req->user.subject);
+		return;
+	}
+	if (kit_split_cookie(kit_request_header(req, "Cookie"), key, size))
+		return;
+	snprintf(key, size, "%s", req->client_ip);
+}
+
+/* The variant this request goes to: the one X-Variant names (for testers;
+ * a name the split does not have is ignored), else the caller's. */
+static const struct kit_split_variant *split_variant(struct kit_request *req,
+						      const struct kit_split *split)
+{
+	const char *forced = kit_request_header(req, "X-Variant");
+	char key[256];
+	int index = -1;
+
+	for (int i = 0; forced != NULL && i < split->variant_count; i++) {
+		if (strcmp(forced, split->variants[i].name) == 0)
+			index = i;
+	}
+	if (index < 0) {
+		split_key(req, key, sizeof(key));
+		index = kit_split_choose(split, key);
+	}
+	if (index < 0)
+		index = 0; /* not reached: a parsed split has positive weights */
+	return &split->variants[index];
+}
+
+/* ---- the proxy ---- */
+
+/* Sends req on through route and answers with what comes back. */
+static int proxy_route(struct kit_request *req, const struct kit_gateway_route *route)
+{
 	struct kit_upstream *upstream = route->upstream;
+	const struct kit_split_variant *variant = NULL;
 	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
 	struct exchange exchange = { .body_limit = (size_t)proxy.config->max_response_bytes };
-	const char *labels[] = { upstream->name };
 	struct curl_slist *headers = NULL;
-	char url[2048];
+	char url[2048], operation[160];
 	uint64_t started = kit_now_ns();
 	long status = 0, connects = 0;
 	CURLcode code;
 	int result;
 
+	/* 1. The upstream: the route's, or the caller's variant of a split. */
+	if (route->split != NULL) {
+		variant = split_variant(req, route->split);
+		upstream = variant->upstream;
+		kit_response_header(req, "X-Variant", variant->name);
+		kit_metric_add(proxy.split_requests,
+			       (const char *[]){ route->split->name, variant->name }, 1);
+	}
+	const char *labels[] = { upstream->name };
+
 	req->service = upstream->name;
 	if (thread == NULL)
 		return kit_problem(req, 503, "the gateway could not create an HTTP client");
 
-	/* 1. The URL. */
+	/* 2. The URL. */
 	snprintf(url, sizeof(url), "%s%s", upstream->url, route->rewrite);
 	if (!append_encoded_path(url, sizeof(url), req->path_rest != NULL ? req->path_rest : "") ||
 	    (req->query != NULL && strlen(url) + strlen(req->query) + 2 > sizeof(url)))
@@ -456,20 +527,32 @@ static int proxy_handler(struct kit_request *req)
 		strcat(url, "?");
 		strcat(url, req->query);
 	}
+	/* The span's name: few distinct values, as Jaeger wants ("GET
+	 * /expand/..."), not the raw path. */
+	snprintf(operation, sizeof(operation), "%s %s/...", req->method, route->rewrite);
 
-	/* 2. The body (size-limited) and the headers. */
+	/* 3. The body (size-limited); the headers are built per attempt,
+	 *    since each attempt has a span (and a trace header) of its own. */
 	result = kit_request_body(req);
 	if (result != KIT_NEXT)
 		return result;
-	headers = upstream_headers(req);
 
-	/* 3. The exchange, and at most one retry within the same timeout. */
+	/* 4. The exchange, and at most one retry within the same timeout. */
 	thread->connecting = upstream;
 	atomic_fetch_add(&upstream->pool.in_use, 1);
 	for (int attempt = 0;; attempt++) {
 		long elapsed_ms = (long)((kit_now_ns() - started) / 1000000);
 		long left_ms = route->timeout_ms - elapsed_ms;
+		char trace_header[KIT_TRACE_HEADER_MAX];
+		struct kit_span *span;
 
+		span = kit_trace_client_start(req, operation, upstream->name, req->method,
+					      url, trace_header);
+		if (variant != NULL) {
+			kit_span_tag_string(span, "split", route->split->name);
+			kit_span_tag_string(span, "split.variant", variant->name);
+		}
+		headers = upstream_headers(req, trace_header);
 		exchange.body_len = 0;
 		exchange.headers_len = 0;
 		exchange.too_large = false;
@@ -482,6 +565,13 @@ static int proxy_handler(struct kit_request *req)
 		kit_metric_add(proxy.requests, labels, 1);
 		code = curl_easy_perform(thread->curl);
 		curl_easy_getinfo(thread->curl, CURLINFO_NUM_CONNECTS, &connects);
+		status = 0;
+		if (code == CURLE_OK)
+			curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
+		else
+			kit_span_log_error(span, curl_easy_strerror(code));
+		kit_trace_client_finish(span, (int)status);
+		curl_slist_free_all(headers);
 
 		bool dropped = code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR ||
 			       code == CURLE_RECV_ERROR;
@@ -492,15 +582,12 @@ static int proxy_handler(struct kit_request *req)
 		break;
 	}
 	atomic_fetch_sub(&upstream->pool.in_use, 1);
-	curl_slist_free_all(headers);
 	kit_metric_observe(proxy.duration, labels, (double)(kit_now_ns() - started) / 1e9);
 
-	/* 4. The answer. */
+	/* 5. The answer. */
 	if (code == CURLE_OK) {
-		const char *content_type;
+		const char *content_type = pass_headers(req, &exchange);
 
-		curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
-		content_type = pass_headers(req, &exchange);
 		result = kit_respond(req, (int)status, content_type, exchange.body,
 				     exchange.body_len);
 	} else if (code == CURLE_OPERATION_TIMEDOUT) {
@@ -516,6 +603,130 @@ static int proxy_handler(struct kit_request *req)
 	free(exchange.body);
 	free(exchange.headers);
 	return result;
+}
+
+/* The handler of every route from the file: req->route_data is the route. */
+static int proxy_handler(struct kit_request *req)
+{
+	return proxy_route(req, req->route_data);
+}
+
+/* ---- API versions: the "/api/..." catch-all ---- */
+
+static bool is_listed_version(const struct kit_gateway_config *config,
+			      const char *name, size_t len)
+{
+	for (int i = 0; i < config->version_count; i++) {
+		if (strlen(config->versions[i]) == len &&
+		    strncmp(config->versions[i], name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* True when name[0..len) looks like a version: "v" and 1-9 digits. */
+static bool looks_like_version(const char *name, size_t len)
+{
+	return len >= 2 && len <= 10 && name[0] == 'v' &&
+	       strspn(name + 1, "0123456789") >= len - 1;
+}
+
+/* A 404 with "supported_versions": ["v1", "v2"]. */
+static int version_problem(struct kit_request *req, const struct kit_gateway_config *config,
+			   const char *detail)
+{
+	cJSON *extra = cJSON_CreateObject();
+	cJSON *list = extra != NULL ? cJSON_AddArrayToObject(extra, "supported_versions") : NULL;
+
+	for (int i = 0; list != NULL && i < config->version_count; i++)
+		cJSON_AddItemToArray(list, cJSON_CreateString(config->versions[i]));
+	return kit_problem_ext(req, 404, extra, "%s", detail);
+}
+
+/* An unversioned path with "API-Version: 2" (or "v2"): served by the route
+ * of /api/v2<rest>. Auth and rate limiting have already run against the
+ * catch-all, which is public with the default limits, so only a route
+ * with that same access may be reached this way; for any other (a token
+ * route, or one with its own policy such as login) the answer is 400
+ * naming the versioned path, rather than a route whose checks were
+ * skipped. */
+static int serve_api_version(struct kit_request *req, const struct kit_gateway_config *config,
+			     const char *value)
+{
+	const struct kit_gateway_route *target = NULL;
+	const char *rest = req->path_rest, *target_rest = NULL, *saved_rest;
+	char version[12], path[1024], detail[256];
+	struct kit_param params[KIT_MAX_PARAMS];
+	int count = 0, result;
+
+	/* 1. "2", "v2" or "V2" -> "v2". */
+	if (value[0] == 'v' || value[0] == 'V')
+		value++;
+	if (strlen(value) < 1 || strlen(value) > 9 ||
+	    strspn(value, "0123456789") != strlen(value))
+		return kit_problem(req, 400, "API-Version must be a version number, such as 2 or v2");
+	snprintf(version, sizeof(version), "v%s", value);
+	if (!is_listed_version(config, version, strlen(version))) {
+		snprintf(detail, sizeof(detail), "unknown API version \"%s\"", version);
+		return version_problem(req, config, detail);
+	}
+
+	/* 2. The route that /api/<version><rest> would reach, first match
+	 *    first, as the dispatcher matches. */
+	if ((size_t)snprintf(path, sizeof(path), "/api/%s%s", version, rest) >= sizeof(path))
+		return kit_problem(req, 414, "the URI is too long");
+	for (int i = 0; i < config->route_count && target == NULL; i++) {
+		if (kit_route_match(config->routes[i].pattern, path, params, &count, &target_rest))
+			target = &config->routes[i];
+	}
+	if (target == NULL) {
+		snprintf(detail, sizeof(detail), "no route for %s %.200s", req->method, path);
+		return version_problem(req, config, detail);
+	}
+	if (target->access != KIT_PUBLIC || target->rate_limit != NULL)
+		return kit_problem(req, 400, "API-Version selects public routes only; call %s %s",
+				   req->method, path);
+
+	/* 3. Proxy as that route. path_rest points into path, which lives
+	 *    only in this frame, so it is put back before returning; the
+	 *    route pattern (config memory) stays, so metrics and the access
+	 *    log name the route that served the request. */
+	saved_rest = req->path_rest;
+	req->path_rest = target_rest;
+	req->route_pattern = target->pattern;
+	kit_response_header(req, "Vary", "API-Version");
+	result = proxy_route(req, target);
+	req->path_rest = saved_rest;
+	return result;
+}
+
+/* "/api/...", after every route: whatever reaches it matched no route. */
+static int version_handler(struct kit_request *req)
+{
+	const struct kit_gateway_config *config = req->route_data;
+	const char *rest = req->path_rest != NULL ? req->path_rest : "";
+	const char *segment = rest[0] == '/' ? rest + 1 : rest;
+	size_t len = strcspn(segment, "/");
+	const char *requested = kit_request_header(req, "API-Version");
+	char detail[256];
+
+	/* 1. /api/v1/nope: a known version without that route. */
+	if (is_listed_version(config, segment, len)) {
+		snprintf(detail, sizeof(detail), "no route for %s %.200s", req->method, req->path);
+		return version_problem(req, config, detail);
+	}
+	/* 2. /api/v3/...: a version this gateway does not serve. */
+	if (looks_like_version(segment, len)) {
+		snprintf(detail, sizeof(detail), "unknown API version \"%.*s\"", (int)len, segment);
+		return version_problem(req, config, detail);
+	}
+	/* 3. /api/shorten: no version in the path; the header may say one. */
+	if (requested != NULL)
+		return serve_api_version(req, config, requested);
+	snprintf(detail, sizeof(detail),
+		 "no API version in %.200s: put one in the path (/api/%s/...) or send API-Version",
+		 req->path, config->versions[config->version_count - 1]);
+	return version_problem(req, config, detail);
 }
 
 /* ---- health and metrics ---- */
@@ -613,6 +824,9 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 	proxy.connections = kit_metric_register(KIT_GAUGE, "gateway_upstream_connections",
 		"Pooled connections to an upstream, idle or carrying a request.",
 		(const char *const[]){ "upstream", "state", NULL }, NULL, 0);
+	proxy.split_requests = kit_metric_register(KIT_COUNTER, "gateway_split_requests_total",
+		"Requests a split route sent to each of its variants.",
+		(const char *const[]){ "split", "variant", NULL }, NULL, 0);
 	kit_metrics_on_render(collect_pool_metrics, config);
 
 	for (int i = 0; i < config->upstream_count; i++)
@@ -630,4 +844,14 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 			.data = (void *)route,
 		});
 	}
+	/* Last, so every route of the file matches first: what is left under
+	 * /api is an unknown version or a path no version has. */
+	if (config->version_count > 0)
+		kit_route_add(app, &(struct kit_route_spec){
+			.method = "*",
+			.pattern = "/api/...",
+			.handler = version_handler,
+			.access = KIT_PUBLIC,
+			.data = config,
+		});
 }

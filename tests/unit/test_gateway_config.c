@@ -10,9 +10,16 @@
  * field and the problem, and every refusal is paired with a positive
  * control (the same file with that one field right parses).
  *
- * The shipped phase2-gateway/gateway.json is read from the repository root
- * (make and tests/run.sh run the tests from there). The errors provoked on
- * purpose are printed to stderr (2>/dev/null hides them).
+ * The shipped phase2-gateway/gateway.json and phase3-advanced/gateway.json
+ * are read from the repository root (make and tests/run.sh run the tests
+ * from there). The errors provoked on purpose are printed to stderr
+ * (2>/dev/null hides them).
+ *
+ * Phase 3's parts have threats of their own: a route that names both an
+ * upstream and a split (which one serves?), a split whose weights do not
+ * say what the reader thinks (0, negative, not adding up to 100), two
+ * variants of one name (X-Variant and the metric could not tell them
+ * apart), a "versions" list the catch-all would misread.
  *
  * Run alone: make && build/tests/test_gateway_config
  */
@@ -29,6 +36,7 @@
 #include "kit/gateway.h"
 
 #define SHIPPED "phase2-gateway/gateway.json"
+#define SHIPPED3 "phase3-advanced/gateway.json"
 #define FILE_NAME "test-gateway.json" /* the path handed to the parser */
 #define ENV_URL "KIT_TEST_GATEWAY_URL"
 
@@ -246,6 +254,333 @@ static void test_shipped_file_routes(void **state)
 	}
 	free(config);
 	free(text);
+}
+
+/* Phase 2's file has neither versions nor splits: no catch-all, and every
+ * route has its upstream. */
+static void test_shipped_file_has_no_phase3_parts(void **state)
+{
+	unset_shipped_env();
+	char *text = read_whole_file(SHIPPED);
+	struct kit_gateway_config *config = parse_ok_as(SHIPPED, text);
+
+	assert_int_equal(config->version_count, 0);
+	assert_int_equal(config->split_count, 0);
+	for (int i = 0; i < config->route_count; i++) {
+		assert_non_null(config->routes[i].upstream);
+		assert_null(config->routes[i].split);
+	}
+	free(config);
+	free(text);
+}
+
+static void unset_shipped3_env(void)
+{
+	unsetenv("USERS_URL");
+	unsetenv("ANALYTICS_URL");
+	unsetenv("URL_SHORTENER_V1_URL");
+	unsetenv("URL_SHORTENER_V2_URL");
+	unsetenv("URL_SHORTENER_V2_CANARY_URL");
+}
+
+static void test_shipped3_file(void **state)
+{
+	static const struct {
+		const char *prefix, *upstream, *split;
+		enum kit_access access;
+	} expected[] = {
+		{ "/api/v1/auth", "users", NULL, KIT_PUBLIC },
+		{ "/api/v1/users", "users", NULL, KIT_AUTHENTICATED },
+		{ "/api/v1/shorten", "url-shortener-v1", NULL, KIT_AUTHENTICATED },
+		{ "/api/v1/expand", "url-shortener-v1", NULL, KIT_PUBLIC },
+		{ "/api/v1/analytics", "analytics", NULL, KIT_AUTHENTICATED },
+		{ "/api/v2/auth", "users", NULL, KIT_PUBLIC },
+		{ "/api/v2/users", "users", NULL, KIT_AUTHENTICATED },
+		{ "/api/v2/shorten", NULL, "shortener-v2", KIT_AUTHENTICATED },
+		{ "/api/v2/expand", NULL, "shortener-v2", KIT_PUBLIC },
+		{ "/api/v2/analytics", "analytics", NULL, KIT_AUTHENTICATED },
+		{ "/r", "url-shortener-v1", NULL, KIT_PUBLIC },
+	};
+	unset_shipped3_env();
+	char *text = read_whole_file(SHIPPED3);
+	struct kit_gateway_config *config = parse_ok_as(SHIPPED3, text);
+
+	assert_int_equal(config->upstream_count, 5);
+	assert_string_equal(find_upstream(config, "url-shortener-v2")->url,
+			    "http://127.0.0.1:8084");
+	assert_string_equal(find_upstream(config, "url-shortener-v2-canary")->url,
+			    "http://127.0.0.1:8085");
+
+	assert_int_equal(config->version_count, 2);
+	assert_string_equal(config->versions[0], "v1");
+	assert_string_equal(config->versions[1], "v2");
+
+	assert_int_equal(config->split_count, 1);
+	const struct kit_split *split = &config->splits[0];
+	assert_string_equal(split->name, "shortener-v2");
+	assert_int_equal(split->sticky_by, KIT_SPLIT_STICKY_USER);
+	assert_int_equal(split->variant_count, 2);
+	assert_string_equal(split->variants[0].name, "stable");
+	assert_int_equal(split->variants[0].weight, 90);
+	assert_ptr_equal(split->variants[0].upstream,
+			 find_upstream(config, "url-shortener-v2"));
+	assert_string_equal(split->variants[1].name, "canary");
+	assert_int_equal(split->variants[1].weight, 10);
+	assert_ptr_equal(split->variants[1].upstream,
+			 find_upstream(config, "url-shortener-v2-canary"));
+
+	assert_int_equal(config->route_count, 11);
+	for (int i = 0; i < 11; i++) {
+		const struct kit_gateway_route *r = &config->routes[i];
+		assert_string_equal(r->prefix, expected[i].prefix);
+		assert_int_equal(r->access, expected[i].access);
+		if (expected[i].split != NULL) {
+			assert_null(r->upstream);
+			assert_ptr_equal(r->split, split);
+		} else {
+			assert_null(r->split);
+			assert_non_null(r->upstream);
+			assert_string_equal(r->upstream->name, expected[i].upstream);
+		}
+	}
+	assert_ptr_equal(config->routes[5].rate_limit, &config->policies[0]);
+	free(config);
+	free(text);
+}
+
+/* ---- splits ---------------------------------------------------------- */
+
+/* Two upstreams, a split "ab" with the given variants array, a first
+ * route "/ok" and route as routes[1]. */
+static char *split_file(const char *variants, const char *route)
+{
+	return fmt("{\"upstreams\": {\"svc\": {\"url\": \"http://127.0.0.1:9001\"}, "
+		   "\"svc2\": {\"url\": \"http://127.0.0.1:9002\"}}, "
+		   "\"splits\": {\"ab\": {\"sticky_by\": \"user\", \"variants\": %s}}, "
+		   "\"routes\": [{\"prefix\": \"/ok\", \"upstream\": \"svc\"}, %s]}",
+		   variants, route);
+}
+
+#define GOOD_VARIANTS \
+	"[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90}," \
+	" {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 10}]"
+#define SPLIT_ROUTE "{\"prefix\": \"/s\", \"split\": \"ab\"}"
+
+static void expect_split_file_accepted(const char *variants, const char *route)
+{
+	char *text = split_file(variants, route);
+	expect_accepted(text);
+	free(text);
+}
+
+static void expect_split_file_refused(const char *variants, const char *route,
+				      const char *part1, const char *part2)
+{
+	char *text = split_file(variants, route);
+	expect_refused(text, part1, part2, NULL);
+	free(text);
+}
+
+static void test_split_route_parses(void **state)
+{
+	char *text = split_file(GOOD_VARIANTS, SPLIT_ROUTE);
+	struct kit_gateway_config *config = parse_ok(text);
+
+	assert_int_equal(config->split_count, 1);
+	assert_int_equal(config->splits[0].variant_count, 2);
+	assert_null(config->routes[1].upstream);
+	assert_ptr_equal(config->routes[1].split, &config->splits[0]);
+	assert_ptr_equal(config->splits[0].variants[1].upstream, &config->upstreams[1]);
+	free(config);
+	free(text);
+
+	/* sticky_by may be left out: "user" is the only kind. */
+	text = fmt("{" UPSTREAM_SVC ", \"splits\": {\"ab\": {\"variants\": "
+		   "[{\"name\": \"a\", \"upstream\": \"svc\", \"weight\": 50},"
+		   " {\"name\": \"b\", \"upstream\": \"svc\", \"weight\": 50}]}}, "
+		   "\"routes\": [" SPLIT_ROUTE "]}");
+	config = parse_ok(text);
+	assert_int_equal(config->splits[0].sticky_by, KIT_SPLIT_STICKY_USER);
+	free(config);
+	free(text);
+}
+
+/* Threat: a route whose file says two things; which one serves? */
+static void test_split_and_upstream_both(void **state)
+{
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused(GOOD_VARIANTS,
+				  "{\"prefix\": \"/s\", \"split\": \"ab\", \"upstream\": \"svc\"}",
+				  "routes[1]", "exactly one");
+}
+
+static void test_split_and_upstream_neither(void **state)
+{
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused(GOOD_VARIANTS, "{\"prefix\": \"/s\"}",
+				  "routes[1]", "\"split\"");
+}
+
+static void test_unknown_split_name(void **state)
+{
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused(GOOD_VARIANTS, "{\"prefix\": \"/s\", \"split\": \"abc\"}",
+				  "routes[1].split", "\"abc\"");
+	expect_split_file_refused(GOOD_VARIANTS, "{\"prefix\": \"/s\", \"split\": 1}",
+				  "routes[1].split", "string");
+}
+
+static void test_split_needs_two_variants(void **state)
+{
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 100}]",
+				  SPLIT_ROUTE, "splits.ab.variants", "two");
+	expect_split_file_refused("[]", SPLIT_ROUTE, "splits.ab.variants", "two");
+	expect_split_file_refused("{\"name\": \"stable\"}", SPLIT_ROUTE,
+				  "splits.ab.variants", NULL);
+}
+
+static void test_split_weights(void **state)
+{
+	static const char *const bad[] = { "0", "-10", "1.5", "\"10\"", "true", "null", "101" };
+
+	expect_split_file_accepted( /* control: another pair adding up to 100 */
+		"[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 1},"
+		" {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 99}]",
+		SPLIT_ROUTE);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *variants = fmt("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				     " {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": %s}]",
+				     bad[i]);
+		expect_split_file_refused(variants, SPLIT_ROUTE,
+					  "splits.ab.variants[1].weight", NULL);
+		free(variants);
+	}
+	/* A missing weight is not 0 or 50: it is an error. */
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc2\"}]",
+				  SPLIT_ROUTE, "splits.ab.variants[1].weight", "required");
+	/* Percentages: 90 + 20 is not what the reader thinks. */
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 20}]",
+				  SPLIT_ROUTE, "splits.ab.variants", "110");
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 45},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 45}]",
+				  SPLIT_ROUTE, "splits.ab.variants", "90");
+}
+
+/* Threat: two variants X-Variant, the response header and the metric
+ * cannot tell apart. */
+static void test_split_duplicate_variant_names(void **state)
+{
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"stable\", \"upstream\": \"svc2\", \"weight\": 10}]",
+				  SPLIT_ROUTE, "splits.ab.variants[1].name", "stable");
+	/* A name that is not a label: upper case, empty, a space. */
+	expect_split_file_refused("[{\"name\": \"Stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 10}]",
+				  SPLIT_ROUTE, "splits.ab.variants[0].name", NULL);
+	expect_split_file_refused("[{\"name\": \"\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 10}]",
+				  SPLIT_ROUTE, "splits.ab.variants[0].name", NULL);
+}
+
+static void test_split_variant_unknown_upstream(void **state)
+{
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc3\", \"weight\": 10}]",
+				  SPLIT_ROUTE, "splits.ab.variants[1].upstream", "svc3");
+}
+
+/* Threat: a typo silently ignored ("wieght" leaving a variant without
+ * its share, "stiky_by" a split without its key). */
+static void test_split_unknown_members(void **state)
+{
+	char *text;
+
+	expect_split_file_accepted(GOOD_VARIANTS, SPLIT_ROUTE); /* control */
+	expect_split_file_refused("[{\"name\": \"stable\", \"upstream\": \"svc\", \"weight\": 90},"
+				  " {\"name\": \"canary\", \"upstream\": \"svc2\", \"weight\": 10, "
+				  "\"wieght\": 20}]",
+				  SPLIT_ROUTE, "splits.ab.variants[1]", "wieght");
+	text = fmt("{" UPSTREAM_SVC ", \"splits\": {\"ab\": {\"stiky_by\": \"user\", "
+		   "\"variants\": [{\"name\": \"a\", \"upstream\": \"svc\", \"weight\": 50},"
+		   " {\"name\": \"b\", \"upstream\": \"svc\", \"weight\": 50}]}}, "
+		   "\"routes\": [" SPLIT_ROUTE "]}");
+	expect_refused(text, "splits.ab", "stiky_by", NULL);
+	free(text);
+	/* sticky_by knows one kind. */
+	text = fmt("{" UPSTREAM_SVC ", \"splits\": {\"ab\": {\"sticky_by\": \"session\", "
+		   "\"variants\": [{\"name\": \"a\", \"upstream\": \"svc\", \"weight\": 50},"
+		   " {\"name\": \"b\", \"upstream\": \"svc\", \"weight\": 50}]}}, "
+		   "\"routes\": [" SPLIT_ROUTE "]}");
+	expect_refused(text, "splits.ab.sticky_by", "session", NULL);
+	free(text);
+	/* Not an object. */
+	text = fmt("{" UPSTREAM_SVC ", \"splits\": [], \"routes\": [{\"prefix\": \"/a\", "
+		   "\"upstream\": \"svc\"}]}");
+	expect_refused(text, "splits", NULL);
+	free(text);
+}
+
+/* ---- versions -------------------------------------------------------- */
+
+static char *versions_file(const char *versions, const char *prefix)
+{
+	return fmt("{\"versions\": %s, " UPSTREAM_SVC ", \"routes\": "
+		   "[{\"prefix\": \"%s\", \"upstream\": \"svc\"}]}", versions, prefix);
+}
+
+static void test_versions_parse(void **state)
+{
+	char *text = versions_file("[\"v1\", \"v2\", \"v10\"]", "/api/v10/things");
+	struct kit_gateway_config *config = parse_ok(text);
+
+	assert_int_equal(config->version_count, 3);
+	assert_string_equal(config->versions[0], "v1");
+	assert_string_equal(config->versions[1], "v2");
+	assert_string_equal(config->versions[2], "v10");
+	free(config);
+	free(text);
+}
+
+/* "versions" must be a non-empty array of distinct "v<digits>" strings. */
+static void test_versions_bad(void **state)
+{
+	static const char *const bad[] = {
+		"\"v1\"", "{}", "[]", "[1]", "[\"1\"]", "[\"v\"]", "[\"v1x\"]", "[\"V1\"]",
+		"[\"v1\", \"v1\"]", "[\"v1\", null]", "[\" v1\"]", "[\"v1234567890\"]",
+	};
+	/* The route is under no version, so only the list can be refused. */
+	char *text = versions_file("[\"v1\"]", "/things");
+	expect_accepted(text); /* control */
+	free(text);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text = versions_file(bad[i], "/things");
+		expect_refused(text, "versions", NULL);
+		free(text);
+	}
+}
+
+/* A route under a version the list does not have would be served while
+ * the catch-all calls that version unknown. */
+static void test_route_under_unlisted_version(void **state)
+{
+	char *text = versions_file("[\"v1\", \"v2\"]", "/api/v2/things");
+	expect_accepted(text); /* control */
+	free(text);
+	text = versions_file("[\"v1\", \"v2\"]", "/api/v3/things");
+	expect_refused(text, "routes[0].prefix", "v3", NULL);
+	free(text);
+	/* Not a version segment at all: fine. */
+	text = versions_file("[\"v1\"]", "/api/status");
+	expect_accepted(text);
+	free(text);
+	/* Without "versions" nothing is checked (Phase 2). */
+	expect_accepted("{" UPSTREAM_SVC ", \"routes\": "
+			"[{\"prefix\": \"/api/v3/things\", \"upstream\": \"svc\"}]}");
 }
 
 /* ---- defaults -------------------------------------------------------- */
@@ -576,6 +911,33 @@ static void test_duplicate_member_in_route(void **state)
 			  "routes[1]", "access");
 }
 
+/* Routes match in file order: a shorter prefix listed first would take
+ * the requests (and impose its access) meant for a longer one after it. */
+static void test_shadowed_route_refused(void **state)
+{
+	check_route_field("{\"prefix\": \"/apiary\", \"upstream\": \"svc\"}",
+			  "{\"prefix\": \"/ok/deeper\", \"upstream\": \"svc\"}",
+			  "routes[1]", "never match");
+}
+
+/* A ':' in a prefix would turn a literal segment into a parameter that
+ * matches anything. */
+static void test_colon_in_prefix_refused(void **state)
+{
+	check_route_field("{\"prefix\": \"/users/id\", \"upstream\": \"svc\"}",
+			  "{\"prefix\": \"/users/:id\", \"upstream\": \"svc\"}",
+			  "routes[1].prefix", "':'");
+}
+
+/* A number far outside a long is refused by range, before any cast (a
+ * cast first would be undefined behaviour). */
+static void test_huge_number_refused(void **state)
+{
+	check_route_field("{\"prefix\": \"/b\", \"upstream\": \"svc\", \"timeout_ms\": 1000}",
+			  "{\"prefix\": \"/b\", \"upstream\": \"svc\", \"timeout_ms\": 1e300}",
+			  "routes[1].timeout_ms", "outside");
+}
+
 /* The same rule elsewhere in the file: a mistyped "url_env" would quietly
  * send a compose gateway to loopback. */
 static void test_unknown_member_elsewhere(void **state)
@@ -622,6 +984,20 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_shipped_file_upstreams_and_pool),
 		cmocka_unit_test(test_shipped_file_routes),
+		cmocka_unit_test(test_shipped_file_has_no_phase3_parts),
+		cmocka_unit_test(test_shipped3_file),
+		cmocka_unit_test(test_split_route_parses),
+		cmocka_unit_test(test_split_and_upstream_both),
+		cmocka_unit_test(test_split_and_upstream_neither),
+		cmocka_unit_test(test_unknown_split_name),
+		cmocka_unit_test(test_split_needs_two_variants),
+		cmocka_unit_test(test_split_weights),
+		cmocka_unit_test(test_split_duplicate_variant_names),
+		cmocka_unit_test(test_split_variant_unknown_upstream),
+		cmocka_unit_test(test_split_unknown_members),
+		cmocka_unit_test(test_versions_parse),
+		cmocka_unit_test(test_versions_bad),
+		cmocka_unit_test(test_route_under_unlisted_version),
 		cmocka_unit_test(test_minimal_file_defaults),
 		cmocka_unit_test(test_access_defaults_to_authenticated),
 		cmocka_unit_test(test_url_env_overrides_file_url),
@@ -642,6 +1018,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_too_many_routes),
 		cmocka_unit_test(test_unknown_member_in_route),
 		cmocka_unit_test(test_duplicate_member_in_route),
+		cmocka_unit_test(test_shadowed_route_refused),
+		cmocka_unit_test(test_colon_in_prefix_refused),
+		cmocka_unit_test(test_huge_number_refused),
 		cmocka_unit_test(test_unknown_member_elsewhere),
 		cmocka_unit_test(test_error_buffer_is_bounded),
 	};

@@ -9,7 +9,8 @@
  * request ends; a client's X-User-Id passed on makes it whoever it says;
  * its X-Forwarded-For makes it any IP; a header named in Connection
  * ("Connection: close, X-Secret") is hop-by-hop by RFC 9110 7.6.1 and must
- * stop at the gateway. Each case is paired with a positive control: an
+ * stop at the gateway; its uber-trace-id or traceparent would put the
+ * upstream's span under the client's instead of the gateway's. Each case is paired with a positive control: an
  * end-to-end header that must still go through.
  *
  * Run alone: make && build/tests/test_proxy_headers
@@ -217,6 +218,21 @@ static void test_request_keeps_end_to_end(void **state)
 			    "keep-alive, X-Secret");
 }
 
+/* Threat: a client choosing its place in a trace. The gateway continues
+ * the caller's trace in its own server span and sends the upstream its
+ * client span's context (uber-trace-id) instead; the client's own
+ * uber-trace-id or W3C traceparent/tracestate passed on beside it would
+ * give the upstream two parents, or make it a child of the client and
+ * hide the gateway's span. Baggage (uberctx-*) is end to end. */
+static void test_request_drops_trace_context(void **state)
+{
+	expect_keep(kit_proxy_drop_request_header, "uberctx-tenant", NULL); /* control */
+	expect_keep(kit_proxy_drop_request_header, "X-Trace-Id-Hint", NULL); /* control */
+	expect_drop_any_case(kit_proxy_drop_request_header, "uber-trace-id");
+	expect_drop_any_case(kit_proxy_drop_request_header, "traceparent");
+	expect_drop_any_case(kit_proxy_drop_request_header, "tracestate");
+}
+
 /* ---- response only --------------------------------------------------- */
 
 /* The gateway writes its own Content-Length (it may have cut or re-read
@@ -226,6 +242,16 @@ static void test_response_drops_length_and_date(void **state)
 	expect_keep(kit_proxy_drop_response_header, "Location", NULL); /* control */
 	expect_drop_any_case(kit_proxy_drop_response_header, "Content-Length");
 	expect_drop_any_case(kit_proxy_drop_response_header, "Date");
+}
+
+/* The gateway's own X-Trace-ID and X-Request-Id describe the whole
+ * exchange; the service's copies would only duplicate or contradict them.
+ * X-Instance is kept: it says which service copy answered. */
+static void test_response_drops_gateway_owned_ids(void **state)
+{
+	expect_drop_any_case(kit_proxy_drop_response_header, "X-Trace-ID");
+	expect_drop_any_case(kit_proxy_drop_response_header, "X-Request-Id");
+	expect_keep(kit_proxy_drop_response_header, "X-Instance", NULL); /* control */
 }
 
 static void test_response_keeps_end_to_end(void **state)
@@ -258,8 +284,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_request_drops_forwarding),
 		cmocka_unit_test(test_request_drops_host_and_length),
 		cmocka_unit_test(test_request_drops_client_request_id),
+		cmocka_unit_test(test_request_drops_trace_context),
 		cmocka_unit_test(test_request_keeps_end_to_end),
 		cmocka_unit_test(test_response_drops_length_and_date),
+		cmocka_unit_test(test_response_drops_gateway_owned_ids),
 		cmocka_unit_test(test_response_keeps_end_to_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

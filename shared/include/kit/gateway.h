@@ -7,6 +7,22 @@
  * policy and timeout). kit_gateway_mount() turns each route into a kit
  * route ("<prefix>/...", any method) whose handler is the proxy.
  *
+ * Phase 3 adds two optional parts (phase3-advanced/gateway.json):
+ *   "versions": ["v1", "v2"]  the API versions. kit_gateway_mount() then
+ *      adds, after every route, a catch-all "/api/..." that answers 404
+ *      for /api/v3/... (detail 'unknown API version "v3"', member
+ *      "supported_versions") and for a known version without that route.
+ *      An unversioned /api/<path> with "API-Version: 2" (or "v2") is
+ *      served by the route of /api/v2/<path>, for public routes without
+ *      a rate-limit policy of their own only: auth and rate limiting have
+ *      run against the catch-all, which is public; anything else answers
+ *      400 naming the versioned path to call.
+ *   "splits": {"<name>": {"sticky_by": "user", "variants": [{"name",
+ *      "upstream", "weight"}, ...]}}  A/B tests and canaries. A route that
+ *      says "split": "<name>" instead of "upstream" sends each caller to
+ *      one variant's upstream, the same one every time (see
+ *      kit_split_choose()).
+ *
  * The proxy (proxy.c) sends the request on with libcurl. Each civetweb
  * worker owns one curl easy handle (a per-thread resource): libcurl does not
  * let running threads share one connection cache, and a handle per worker
@@ -15,7 +31,7 @@
  * libcurl's open/close socket callbacks.
  *
  * Threads: the configuration is loaded by main() and read-only after; pool
- * statistics are atomics.
+ * statistics are atomics. kit_split_choose() and kit_split_cookie() are pure.
  */
 #ifndef KIT_GATEWAY_H
 #define KIT_GATEWAY_H
@@ -23,6 +39,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kit/app.h"
 #include "kit/rate_limit.h"
@@ -30,6 +47,11 @@
 #define KIT_GATEWAY_MAX_UPSTREAMS 16
 #define KIT_GATEWAY_MAX_ROUTES 48
 #define KIT_GATEWAY_MAX_POLICIES 8
+#define KIT_GATEWAY_MAX_VERSIONS 8
+#define KIT_GATEWAY_MAX_SPLITS 8
+#define KIT_SPLIT_MAX_VARIANTS 8
+#define KIT_SPLIT_BUCKETS 10000  /* a caller's bucket: hash % 10000        */
+#define KIT_SPLIT_COOKIE "kit_ab" /* an anonymous caller's stable key      */
 
 /* Connection-pool counters of one upstream, like the guide's agentkeepalive
  * getCurrentStatus(). open = created - closed; idle = open - in_use. */
@@ -47,11 +69,54 @@ struct kit_upstream {
 	struct kit_pool_stats pool;
 };
 
+/*
+ * A/B test or canary: callers spread over variants by weight, each caller
+ * always on the same variant.
+ *
+ * Assignment (kit_split_choose): bucket = a stable 64-bit hash (FNV-1a,
+ * then MurmurHash3's fmix64 finalizer so every input bit reaches the low
+ * ones) of "<split name>:<key>", modulo KIT_SPLIT_BUCKETS (10000). The
+ * variants own consecutive bucket ranges in the order the file lists them,
+ * each as wide as its share of the total weight: with 90/10, "stable" owns
+ * 0..8999 and "canary" 9000..9999. Two consequences to rely on:
+ *   - raising the LAST variant's weight at the expense of the one before
+ *     it (a canary going 10 -> 20 -> 50) only moves callers from that
+ *     variant to the last one, never back: the boundary between them
+ *     moves down and nothing else does. (Taking weight from a variant
+ *     further up shifts the ranges between them too.)
+ *   - the split's name salts the hash, so two splits assign independently:
+ *     being in one canary says nothing about being in another.
+ * The file's weights are whole percentages adding up to 100.
+ */
+enum kit_split_sticky {
+	KIT_SPLIT_STICKY_USER, /* the verified user (JWT sub); else the kit_ab
+	                        * cookie; else the client IP               */
+};
+
+struct kit_split_variant {
+	char name[32];                 /* "canary": X-Variant, metric label */
+	struct kit_upstream *upstream; /* where its callers go              */
+	long weight;                   /* > 0; the file's add up to 100     */
+};
+
+struct kit_split {
+	char name[32];                 /* "shortener-v2": salts the hash    */
+	enum kit_split_sticky sticky_by;
+	struct kit_split_variant variants[KIT_SPLIT_MAX_VARIANTS];
+	int variant_count;             /* 2 or more in a parsed file        */
+};
+
+/* A route from the file. Defaults: "access" authenticated (a route is
+ * protected unless it says "public"), "rewrite" = the prefix (the path goes
+ * upstream unchanged), "timeout_ms" 5000. Routes match in file order, so a
+ * prefix may not come after a shorter one that covers it (refused). */
 struct kit_gateway_route {
 	char prefix[128];      /* "/api/v1/shorten"                        */
 	char pattern[136];     /* "/api/v1/shorten/..." (the kit route)   */
 	char rewrite[128];     /* "/shorten": replaces the prefix upstream */
-	struct kit_upstream *upstream;
+	/* Exactly one of the two is set: */
+	struct kit_upstream *upstream;   /* "upstream": always this one    */
+	const struct kit_split *split;   /* "split": a variant's upstream  */
 	enum kit_access access;
 	const struct kit_rate_limit_config *rate_limit; /* NULL: RATE_LIMIT_* */
 	long timeout_ms;       /* whole exchange, retry included (5000)     */
@@ -65,6 +130,12 @@ struct kit_gateway_config {
 	int policy_count;
 	struct kit_gateway_route routes[KIT_GATEWAY_MAX_ROUTES];
 	int route_count;
+	/* "versions": ["v1", "v2"]; version_count 0 when absent (Phase 2):
+	 * then no "/api/..." catch-all is mounted. */
+	char versions[KIT_GATEWAY_MAX_VERSIONS][12];
+	int version_count;
+	struct kit_split splits[KIT_GATEWAY_MAX_SPLITS];
+	int split_count;
 
 	/* "pool": {...} */
 	long max_idle_per_thread;   /* connections a worker keeps (4)        */
@@ -96,15 +167,42 @@ struct kit_gateway_config *kit_gateway_config_load(struct kit_app *app,
 						   const char *path);
 
 /* Adds every route of config to app as a proxy route, registers the curl
- * handle per worker thread, the pool metrics and a health report per
- * upstream (its /health and its pool statistics). */
+ * handle per worker thread, the pool and split metrics and a health report
+ * per upstream (its /health and its pool statistics); with "versions", then
+ * the "/api/..." catch-all (public, any method) that answers for unknown
+ * versions and serves API-Version. A split route answers with
+ * "X-Variant: <name>" and counts gateway_split_requests_total{split,
+ * variant}; a client's "X-Variant: <name>" naming one of the split's
+ * variants picks that variant (for testers; any other value is ignored). */
 void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config);
+
+/*
+ * The variant of split for key (a user id, a cookie value, an IP): an
+ * index into split->variants, the same for the same name and key every
+ * time and in every process (see struct kit_split for the rule). Returns
+ * -1 when split has no variant of positive weight (a parsed file never
+ * does). Pure; any thread.
+ */
+int kit_split_choose(const struct kit_split *split, const char *key);
+
+/* The bucket kit_split_choose() uses: 0..KIT_SPLIT_BUCKETS-1. */
+unsigned kit_split_bucket(const char *split_name, const char *key);
+
+/* The value of the KIT_SPLIT_COOKIE ("kit_ab") cookie in a Cookie header
+ * ("a=1; kit_ab=xyz"), copied to out. Returns false, and writes "", when
+ * cookie_header is NULL, has no such cookie, its value is empty, or it
+ * does not fit out. */
+bool kit_split_cookie(const char *cookie_header, char *out, size_t size);
 
 /* The header filter, exposed for unit tests: true when a request header
  * must not be forwarded upstream (hop-by-hop, Host, Content-Length, Expect,
- * any X-User-*, and the forwarding and request-id headers the gateway sets
- * itself), or a response header not passed back (hop-by-hop,
- * Content-Length, Date, Server, X-Request-Id: the gateway writes its own). connection is
+ * any X-User-*, the forwarding and request-id headers the gateway sets
+ * itself, and the trace context: uber-trace-id, traceparent, tracestate,
+ * because the upstream's parent is the gateway's client span, which the
+ * proxy sends instead), or a response header not passed back (hop-by-hop,
+ * Content-Length, Date, Server, X-Request-Id, X-Trace-ID: the gateway writes
+ * its own; X-Instance is kept, so a response names the gateway instance
+ * and then the service instance that answered). connection is
  * the message's Connection header (its tokens are hop-by-hop too), or NULL. */
 bool kit_proxy_drop_request_header(const char *name, const char *connection);
 bool kit_proxy_drop_response_header(const char *name, const char *connection);
