@@ -549,7 +549,7 @@ int kit_gateway_config_parse(const char *path, const char *text,
 	}
 	if ((pool != NULL && check_members(&p, pool, "pool", pool_members) != 0) ||
 	    read_long(&p, pool, "max_idle_per_thread", "pool", 4, 1, 64, &config->max_idle_per_thread) != 0 ||
-	    read_long(&p, pool, "max_idle_per_upstream", "pool", 8, 1, 1024, &config->max_idle_per_upstream) != 0 ||
+	    read_long(&p, pool, "max_idle_per_upstream", "pool", 8, 0, 1024, &config->max_idle_per_upstream) != 0 ||
 	    read_long(&p, pool, "idle_timeout_seconds", "pool", 20, 1, 3600, &config->idle_timeout_seconds) != 0 ||
 	    read_long(&p, pool, "connect_timeout_ms", "pool", 500, 1, 60000, &config->connect_timeout_ms) != 0 ||
 	    read_long(&p, pool, "max_response_bytes", "pool", 8L << 20, 1024, 1L << 30, &config->max_response_bytes) != 0)

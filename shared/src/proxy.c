@@ -558,9 +558,16 @@ static int proxy_route(struct kit_request *req, const struct kit_gateway_route *
 		exchange.too_large = false;
 		prepare(thread->curl, thread, req, url, headers, &exchange,
 			left_ms > 0 ? left_ms : 1);
-		if (atomic_load(&upstream->pool.created) - atomic_load(&upstream->pool.closed) >
-		    proxy.config->max_idle_per_upstream)
+		if (proxy.config->max_idle_per_upstream == 0) {
+			/* Pooling off: a handshake per request, as the guide's
+			 * "without connection pooling" picture (benchmarks). */
+			curl_easy_setopt(thread->curl, CURLOPT_FRESH_CONNECT, 1L);
 			curl_easy_setopt(thread->curl, CURLOPT_FORBID_REUSE, 1L);
+		} else if (atomic_load(&upstream->pool.created) -
+				   atomic_load(&upstream->pool.closed) >
+			   proxy.config->max_idle_per_upstream) {
+			curl_easy_setopt(thread->curl, CURLOPT_FORBID_REUSE, 1L);
+		}
 		atomic_fetch_add(&upstream->pool.requests, 1);
 		kit_metric_add(proxy.requests, labels, 1);
 		code = curl_easy_perform(thread->curl);

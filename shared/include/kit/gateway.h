@@ -141,7 +141,9 @@ struct kit_gateway_config {
 	long max_idle_per_thread;   /* connections a worker keeps (4)        */
 	long max_idle_per_upstream; /* open connections to one upstream, all
 	                             * workers together, above which a used
-	                             * connection is closed, not kept (8)     */
+	                             * connection is closed, not kept (8);
+	                             * 0 turns pooling off: a new connection
+	                             * for every request (benchmarks)         */
 	long idle_timeout_seconds;  /* closed after idling this long (20);
 	                             * shorter than the upstream's keep-alive */
 	long connect_timeout_ms;    /* (500)                                  */
