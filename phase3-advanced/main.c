@@ -24,7 +24,11 @@ int main(void)
 	struct kit_app *app = kit_app_new("gateway", 3000);
 	struct kit_gateway_config *routes = kit_gateway_config_load(
 		app, kit_env_string("GATEWAY_CONFIG", "phase3-advanced/gateway.json"));
-	bool stateful = strcmp(kit_env_string("RATE_LIMIT_STORE", "redis"), "memory") == 0;
+	const char *counters = kit_env_string("RATE_LIMIT_STORE", "redis");
+	bool stateful = strcmp(counters, "memory") == 0;
+
+	if (!stateful && strcmp(counters, "redis") != 0)
+		kit_app_fail(app, "RATE_LIMIT_STORE: \"%s\" is not redis or memory", counters);
 
 	kit_use(app, &kit_request_id);       /* X-Request-Id, passed on upstream        */
 	kit_use(app, &kit_tracing);          /* NEW: server span; uber-trace-id onwards */

@@ -130,6 +130,15 @@ run_script() {
 	record "$name" "$passed" "$failed" "$status"
 }
 
+# run_sanitized NAME COMMAND...: run_script with the ASan/UBSan build's
+# options: leaks checked, and the first report aborts the process (the
+# scripts grep their servers' logs for reports).
+run_sanitized() {
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		run_script "$@"
+}
+
 case $MODE in
 unit)
 	run_unit
@@ -138,18 +147,13 @@ all)
 	run_unit
 	run_script "compose files (tests/compose.sh)" bash tests/compose.sh
 	run_script "phase 1 (build/bin/monolith)" bash tests/phase1.sh build/bin/monolith
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		run_script "phase 1 ASan+UBSan (build/asan)" bash tests/phase1.sh build/asan/bin/monolith
+	run_sanitized "phase 1 ASan+UBSan (build/asan)" bash tests/phase1.sh build/asan/bin/monolith
 	run_script "phase 2 (build/bin)" bash tests/phase2.sh build/bin
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		run_script "phase 2 ASan+UBSan (build/asan)" bash tests/phase2.sh build/asan/bin
+	run_sanitized "phase 2 ASan+UBSan (build/asan)" bash tests/phase2.sh build/asan/bin
 	run_script "phase 3 (build/bin)" bash tests/phase3.sh build/bin
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		run_script "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
+	run_sanitized "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin
+	run_sanitized "tracing ASan+UBSan (build/asan)" bash tests/tracing.sh build/asan/bin
 	run_script "phases 1, 2, 3 (tests/compare.sh)" bash tests/compare.sh build/bin
 	run_script "benchmark smoke (bench/run.sh)" bash bench/run.sh --smoke --out "$SCRATCH/bench"
 	;;
