@@ -640,6 +640,23 @@ sanitizer_reports() {
 	grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$@" 2>/dev/null || true
 }
 
+# check_no_sanitizer_reports: one passing check when no server log in
+# TEST_DIR holds an AddressSanitizer, LeakSanitizer or UBSan report, else
+# one failing check per log that does, quoting its first line. Call it
+# after stop_all, so reports written at exit (leaks) are in the logs.
+check_no_sanitizer_reports() {
+	local reports report
+	reports=$(sanitizer_reports "$TEST_DIR"/*.err "$TEST_DIR"/*.out)
+	if [ -z "$reports" ]; then
+		pass "no sanitizer report in any log"
+		return
+	fi
+	for report in $reports; do
+		fail "no sanitizer report in $(basename "$report")" \
+			"$(grep -m1 -E 'ERROR: |runtime error:' "$report")"
+	done
+}
+
 # ---------------------------------------------------------------------------
 # Tokens
 # ---------------------------------------------------------------------------

@@ -868,14 +868,6 @@ done
 stop_all
 
 step "sanitizer reports"
-REPORTS=$(sanitizer_reports "$TEST_DIR"/*.err "$TEST_DIR"/*.out)
-if [ -z "$REPORTS" ]; then
-	pass "no sanitizer report in any log"
-else
-	for report in $REPORTS; do
-		fail "no sanitizer report in $(basename "$report")" \
-			"$(grep -m1 -E 'ERROR: |runtime error:' "$report")"
-	done
-fi
+check_no_sanitizer_reports
 
 finish
