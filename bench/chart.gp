@@ -14,7 +14,7 @@ set grid ytics
 set xtics rotate by -35 left nomirror
 set key off
 set bmargin 8
-set rmargin 9
+set rmargin 14
 
 set title "requests per second (median, min–max)"
 set style histogram errorbars gap 1 lw 1

@@ -42,8 +42,10 @@
 #                     far more than any scenario here serves, and a second
 #                     thread would only take CPU from the processes under
 #                     test on a 2-core machine.
-#   +latency @1 conn  a separate wrk -t1 -c1 run: its p50 minus direct's
-#                     (the median over the repetitions): what the hop adds
+#   +latency @1 conn  a separate wrk -t1 -c1 run, wrk and the scenario's
+#                     processes on one core (see run_wrk_one_core): its p50
+#                     minus direct's (median over the repetitions): what the
+#                     hop and its work add
 #   CPU us/request    utime+stime of the process(es) under test, from
 #                     /proc/<pid>/stat before and after the load run,
 #                     divided by the requests served; "+ other" is the same
@@ -61,7 +63,7 @@
 # "1 passed, 0 failed" or "0 passed, 1 failed", for tests/run.sh.
 #
 # Needs: wrk, nginx (nginx-light), redis-server, curl, jq, openssl, procps,
-# gnuplot (the chart), node and npm (the Express baseline only).
+# taskset (util-linux), gnuplot (the chart), node and npm (Express only).
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
@@ -157,7 +159,7 @@ fi
 mkdir -p "$OUT_DIR" || exit 1
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 
-for tool in wrk nginx redis-server redis-cli curl jq openssl ps; do
+for tool in wrk nginx redis-server redis-cli curl jq openssl ps taskset; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "run.sh: $tool is missing (make deps installs it)" >&2
 		exit 1
@@ -376,6 +378,34 @@ run_wrk() {
 		-H "Authorization: Bearer $TOKEN" "$3" >"$4" 2>&1
 }
 
+# The latency at 1 connection is measured with wrk and every process of the
+# scenario on one core. Left to the scheduler, each hop lands on either
+# core at random, and on this kind of virtual machine waking a process on
+# the other core costs about 20 us (measured: direct's p50 is 18 us on one
+# core, 58 us across two), which would drown what a hop itself adds.
+ALL_CPUS=$(taskset -c -p $$ | sed 's/.*: *//')
+LATENCY_CPU=${ALL_CPUS%%[,-]*}
+
+# set_affinity CPU_LIST PID...: every thread of the processes to CPU_LIST.
+set_affinity() {
+	local cpus=$1 pid
+	shift
+	for pid in "$@"; do
+		taskset -a -c -p "$cpus" "$pid" >/dev/null 2>&1 || true
+	done
+}
+
+# run_wrk_one_core PID_LIST URL OUTPUT: wrk -c1 for $C1_DURATION seconds
+# with wrk and the processes on $LATENCY_CPU; then they get every core back.
+run_wrk_one_core() {
+	local pids
+	read -r -a pids <<<"$1"
+	set_affinity "$LATENCY_CPU" "${pids[@]}"
+	timeout $((C1_DURATION + 30)) taskset -c "$LATENCY_CPU" wrk -t1 -c1 -d"${C1_DURATION}s" \
+		--latency -H "Authorization: Bearer $TOKEN" "$2" >"$3" 2>&1
+	set_affinity "$ALL_CPUS" "${pids[@]}"
+}
+
 # parse_wrk OUTPUT: prints "requests req/s p50_us p99_us non2xx errors" from
 # wrk's report (its latency distribution gives p50 and p99, in us/ms/s).
 parse_wrk() {
@@ -460,7 +490,7 @@ measure() {
 	fi
 
 	# Latency with one connection: nothing queues, so p50 is the hop itself.
-	run_wrk 1 "$C1_DURATION" "${URL[$name]}" "$out-c1.txt"
+	run_wrk_one_core "${subject[*]} ${other[*]} ${upstream[*]}" "${URL[$name]}" "$out-c1.txt"
 	if ! c1=$(parse_wrk "$out-c1.txt"); then
 		broken "$name" "wrk -c1 failed: $(tr '\n' ' ' <"$out-c1.txt" | cut -c1-200)"
 		return 1
@@ -713,7 +743,7 @@ fi
 # Phase 3: gateway-advanced instances (the pipeline config, tracing at its
 # default: off) behind an nginx load balancer, three of them and one.
 start_phase3() {
-	local name=$1 count=$2 ports=() pids=() servers="" i port lb_port
+	local name=$1 count=$2 pids=() servers="" i port lb_port
 	need_redis "$name" || return 0
 	if [ ! -x "$BIN_DIR/gateway-advanced" ]; then
 		unavailable "$name" "$BIN_DIR/gateway-advanced is not built yet (Phase 3 is unfinished)"
@@ -727,7 +757,6 @@ start_phase3() {
 			broken "$name" "gateway-advanced instance $i did not start (see above)"
 			return 0
 		fi
-		ports+=("$port")
 		pids+=("$SERVICE_PID")
 		servers+=$'\t\t'"server 127.0.0.1:$port;"$'\n'
 	done
@@ -953,15 +982,18 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 			continue ;;
 		esac
 		if [ "$name" = direct ]; then added="0 (the base)"; else added=$(cell "$name" added 1 0); fi
-		other="–"
-		if [ -n "${OTHER_NAME[$name]:-}" ]; then other="$(cell "$name" other 1 1) (${OTHER_NAME[$name]})"; fi
+		other_cell="–"
+		if [ -n "${OTHER_NAME[$name]:-}" ]; then other_cell="$(cell "$name" other 1 1) (${OTHER_NAME[$name]})"; fi
 		rss_max=$(column "$name" rss | sort -n | tail -n 1)
-		echo "| $label | $(cell "$name" rps 1 0) | $(cell "$name" p50 1000 2) | $(cell "$name" p99 1000 2) | $added | $(cell "$name" cpu 1 1) (${SUBJECT_NAME[$name]}) | $other | $(awk -v kb="${rss_max:-0}" 'BEGIN { printf "%.1f", kb / 1024 }') | \`$RUN_ID\` | $MACHINE |"
+		echo "| $label | $(cell "$name" rps 1 0) | $(cell "$name" p50 1000 2) | $(cell "$name" p99 1000 2) | $added | $(cell "$name" cpu 1 1) (${SUBJECT_NAME[$name]}) | $other_cell | $(awk -v kb="${rss_max:-0}" 'BEGIN { printf "%.1f", kb / 1024 }') | \`$RUN_ID\` | $MACHINE |"
 	done
 	echo
 	echo "- **req/s, p50, p99**: wrk at $CONNECTIONS connections (the last row: $RSS_CONNECTIONS)."
 	echo "- **+ latency at 1 conn**: the scenario's p50 with one connection minus direct's (its median,"
 	echo "  ${DIRECT_C1_P50:-?} µs): what the extra hop and its work add to one request when nothing queues."
+	echo "  wrk and the scenario's processes share one core for this run: across two cores every"
+	echo "  wake-up of a process on the other core costs about 20 µs on this kind of virtual machine,"
+	echo "  and where each one lands is chance (direct: 18 µs on one core, 58 µs across two)."
 	echo "- **CPU µs/req**: user + system CPU of the named process(es), from /proc/<pid>/stat around"
 	echo "  the load run, per request served; all threads count. **+ other**: the same for what they"
 	echo "  use besides the fixed upstream (named). The upstream's own CPU is in the direct row."
