@@ -413,6 +413,17 @@ step "an expired token"
 me_with "$(make_token HS256 "$SECRET" "$(claims '.exp = $now - 120')")"
 expect_problem 401
 
+# The monolith remembers verified tokens per worker thread (auth_jwt.c).
+# Threat: a cached token outliving its exp. This one has 2 s left inside
+# the 30 s leeway; twelve requests 0.5 s apart on ONE keep-alive connection
+# (one civetweb thread, so one cache) must start 200 and end 401.
+step "a cached token is refused once it expires"
+EXPIRING=$(make_token HS256 "$SECRET" "$(claims '.exp = $now - 28')")
+CODES=$(curl -s -o /dev/null -w '%{http_code} ' --rate 2/s \
+	-H "Authorization: Bearer $EXPIRING" "$BASE/users/me?n=[1-12]")
+check_eq "the first request with it is accepted" 200 "${CODES%% *}"
+check_match "the last ones are refused (codes: $CODES)" '401 401 $' "$CODES"
+
 step "a token without exp"
 me_with "$(make_token HS256 "$SECRET" "$(claims 'del(.exp)')")"
 expect_problem 401

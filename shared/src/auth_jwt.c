@@ -12,25 +12,127 @@
  *
  * A miss (404/405) is not checked: an unknown path answers 404 whether or
  * not a token came with it, as Kong and Envoy do.
+ *
+ * Verified tokens are remembered, per worker thread, in a small cache
+ * (AUTH_CACHE_SLOTS entries, keyed by the whole token), as Envoy's
+ * jwt_authn does: a client sends the same token for an hour, and parsing
+ * and HMAC-checking it again on every request was an eighth of the
+ * gateway's CPU (docs/performance.md). Only tokens that passed
+ * kit_jwt_verify() go in; a hit must be the very same bytes, so a forged
+ * token cannot match; and exp/nbf are checked again on every hit, since
+ * time is all that changes for a verified token. JWT_CACHE=off disables it.
+ *
+ * Threads: the configuration is read-only; each worker owns its cache (a
+ * per-thread resource), so no lock is taken.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
+#include "kit/config.h"
 #include "kit/jwt.h"
 #include "kit/middleware.h"
 #include "kit/request.h"
 #include "kit/response.h"
 
+#define AUTH_CACHE_SLOTS 64 /* per worker thread; a slot is reused on collision */
+
+struct auth_cache_slot {
+	uint64_t hash;
+	char *token;                 /* malloc'd copy; NULL when empty */
+	struct kit_identity identity;
+};
+
+struct auth_cache {
+	struct auth_cache_slot slots[AUTH_CACHE_SLOTS];
+};
+
+struct auth_jwt_state {
+	struct kit_jwt_config config;
+	bool cache_enabled;          /* JWT_CACHE (default on)  */
+	int cache_slot;              /* the per-thread resource */
+};
+
+static void *auth_cache_create(void *arg)
+{
+	return calloc(1, sizeof(struct auth_cache));
+}
+
+static void auth_cache_destroy(void *resource)
+{
+	struct auth_cache *cache = resource;
+
+	for (int i = 0; i < AUTH_CACHE_SLOTS; i++)
+		free(cache->slots[i].token);
+	free(cache);
+}
+
+static uint64_t token_hash(const char *token)
+{
+	uint64_t hash = 14695981039346656037ull; /* FNV-1a */
+
+	for (; *token != '\0'; token++)
+		hash = (hash ^ (unsigned char)*token) * 1099511628211ull;
+	return hash;
+}
+
 static int auth_jwt_init(struct kit_app *app, void **state)
 {
-	struct kit_jwt_config *config = calloc(1, sizeof(*config));
+	struct auth_jwt_state *self = calloc(1, sizeof(*self));
 
-	if (config == NULL)
+	if (self == NULL)
 		return -1;
-	*state = config;
-	return kit_jwt_config_from_env(config);
+	*state = self;
+	if (kit_jwt_config_from_env(&self->config) != 0 ||
+	    kit_env_bool("JWT_CACHE", true, &self->cache_enabled) != 0)
+		return -1;
+	self->cache_slot = kit_app_thread_resource(app, auth_cache_create,
+						   auth_cache_destroy, NULL);
+	return self->cache_slot >= 0 ? 0 : -1;
+}
+
+/* Verifies token, or finds it in this thread's cache of verified ones. */
+static enum kit_jwt_error verify_cached(struct auth_jwt_state *self,
+					struct kit_request *req, const char *token)
+{
+	struct auth_cache *cache = NULL;
+	struct auth_cache_slot *slot = NULL;
+	uint64_t hash = 0;
+	time_t now = time(NULL);
+	enum kit_jwt_error error;
+
+	if (self->cache_enabled)
+		cache = kit_thread_resource(req, self->cache_slot);
+	if (cache != NULL) {
+		hash = token_hash(token);
+		slot = &cache->slots[hash % AUTH_CACHE_SLOTS];
+		if (slot->token != NULL && slot->hash == hash &&
+		    strcmp(slot->token, token) == 0) {
+			if (!kit_jwt_still_valid(&self->config, &slot->identity, now))
+				return kit_jwt_verify(&self->config, token, now, &req->user);
+			req->user = slot->identity;
+			return KIT_JWT_OK;
+		}
+	}
+
+	error = kit_jwt_verify(&self->config, token, now, &req->user);
+	if (error == KIT_JWT_OK && slot != NULL) {
+		char *copy = strdup(token);
+		if (copy != NULL) {
+			free(slot->token);
+			slot->token = copy;
+			slot->hash = hash;
+			slot->identity = req->user;
+		}
+	}
+	return error;
+}
+
+static void auth_jwt_destroy(void *state)
+{
+	free(state);
 }
 
 static int refuse(struct kit_request *req, const char *error, const char *detail)
@@ -45,7 +147,7 @@ static int refuse(struct kit_request *req, const char *error, const char *detail
 
 static int auth_jwt_handle(struct kit_request *req, void *state)
 {
-	const struct kit_jwt_config *config = state;
+	struct auth_jwt_state *self = state;
 	const char *authorization;
 	enum kit_jwt_error error;
 
@@ -61,7 +163,7 @@ static int auth_jwt_handle(struct kit_request *req, void *state)
 	const char *token = authorization + 7;
 	while (*token == ' ')
 		token++;
-	error = kit_jwt_verify(config, token, time(NULL), &req->user);
+	error = verify_cached(self, req, token);
 	if (error != KIT_JWT_OK)
 		return refuse(req, "invalid_token", kit_jwt_error_text(error));
 	return KIT_NEXT;
@@ -71,5 +173,5 @@ const struct kit_middleware kit_auth_jwt = {
 	.name = "auth_jwt",
 	.init = auth_jwt_init,
 	.handle = auth_jwt_handle,
-	.destroy = free,
+	.destroy = auth_jwt_destroy,
 };

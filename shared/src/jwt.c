@@ -217,10 +217,20 @@ static enum kit_jwt_error check_claims(const struct kit_jwt_config *cfg,
 		return KIT_JWT_MISSING_CLAIM;
 
 	identity->authenticated = true;
+	identity->expires_at = exp->valuedouble;
+	identity->not_before = nbf != NULL ? nbf->valuedouble : 0;
 	strcpy(identity->subject, sub->valuestring);
 	strcpy(identity->tier,
 	       cJSON_IsString(tier) && strcmp(tier->valuestring, "premium") == 0 ? "premium" : "free");
 	return KIT_JWT_OK;
+}
+
+bool kit_jwt_still_valid(const struct kit_jwt_config *cfg,
+			 const struct kit_identity *identity, time_t now)
+{
+	/* The same comparisons as check_claims(). */
+	return (double)now <= identity->expires_at + (double)cfg->leeway_seconds &&
+	       (double)now + (double)cfg->leeway_seconds >= identity->not_before;
 }
 
 enum kit_jwt_error kit_jwt_verify(const struct kit_jwt_config *cfg,

@@ -13,6 +13,7 @@
 #ifndef KIT_JWT_H
 #define KIT_JWT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -48,11 +49,17 @@ enum kit_jwt_error {
 };
 const char *kit_jwt_error_text(enum kit_jwt_error error);
 
-/* Verifies token at time now and fills *identity (sub and tier; a missing or
- * unknown tier reads as "free"). */
+/* Verifies token at time now and fills *identity (sub and tier, a missing
+ * or unknown tier reading as "free"; exp and nbf, so a cache can re-check
+ * them later with kit_jwt_still_valid). */
 enum kit_jwt_error kit_jwt_verify(const struct kit_jwt_config *cfg,
 				  const char *token, time_t now,
 				  struct kit_identity *identity);
+
+/* Whether an identity kit_jwt_verify accepted is still within its exp and
+ * nbf (with the leeway) at now: all that can change for a verified token. */
+bool kit_jwt_still_valid(const struct kit_jwt_config *cfg,
+			 const struct kit_identity *identity, time_t now);
 
 /* Signs a token for subject with claims sub, tier, iat, exp (now + ttl) and
  * iss/aud when configured. Returns a malloc'd string or NULL. */

@@ -35,6 +35,8 @@ struct kit_identity {
 	bool authenticated;
 	char subject[KIT_SUBJECT_MAX + 1]; /* JWT "sub": the username      */
 	char tier[KIT_TIER_MAX + 1];       /* "free" or "premium"           */
+	double expires_at;  /* the token's exp (0: identity not from a JWT) */
+	double not_before;  /* its nbf, or 0                                */
 };
 
 struct kit_param {
