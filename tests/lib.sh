@@ -25,7 +25,8 @@
 #             comes twice), free_udp_port, start_program (any other
 #             program), start_nginx (the native nginx config in a
 #             directory of TEST_DIR, polls /nginx-health), start_sink
-#             (tests/jaeger_sink.py on kernel-picked ports).
+#             (tests/jaeger_sink.py on kernel-picked ports), start_fixture
+#             (tests/upstream_fixture.py, a scripted upstream).
 #
 # Everything a script writes (logs, redis data, response files) goes under
 # $TEST_DIR, a fresh temporary directory. It is removed at exit when every
@@ -226,7 +227,8 @@ HTTP_COUNT=0
 #
 # Sends one request with curl (redirects are not followed) and keeps:
 #   HTTP_STATUS   "201", or "000" when no answer came (HTTP_ERROR says why)
-#   HTTP_BODY     the response body
+#   HTTP_BODY     the response body, as text (NUL bytes dropped; the exact
+#                 bytes are in $HTTP_BODY_FILE)
 #   HTTP_TIME     seconds the exchange took, as curl measured it ("0.004213")
 #   the headers   read them with `header NAME`
 # A non-empty BODY is sent as is, with Content-Type: application/json unless
@@ -261,7 +263,8 @@ http() {
 	HTTP_STATUS=${written%% *}
 	HTTP_STATUS=${HTTP_STATUS:-000}
 	HTTP_TIME=${written#* }
-	HTTP_BODY=$(cat "$HTTP_BODY_FILE")
+	# tr, not cat: a binary body would make bash warn about NUL bytes.
+	HTTP_BODY=$(tr -d '\000' <"$HTTP_BODY_FILE")
 }
 
 # header NAME: the value of response header NAME (case-insensitive; the
@@ -801,4 +804,31 @@ start_sink() {
 # _sink_ready FILE: the sink wrote FILE, or has exited (poll no more).
 _sink_ready() {
 	[ -s "$1" ] || ! pid_alive "$SINK_PID"
+}
+
+# start_fixture LOG_PREFIX PORT: tests/upstream_fixture.py, a scripted
+# upstream for the gateway (echo, bodies of any size, a keep-alive
+# connection dropped as it is reused, request counts at GET /stats), on
+# 127.0.0.1:PORT, run by Debian's /usr/bin/python3 (standard library only).
+# Polls for the "ready" line it prints once listening; sets FIXTURE_PID.
+# Returns 1 (after printing its stderr) when it exits or is not ready after
+# POLL_TRIES tries.
+start_fixture() {
+	local log_prefix=$1 port=$2
+	start_program "upstream-fixture:$port" "$log_prefix" \
+		/usr/bin/python3 tests/upstream_fixture.py "$port"
+	FIXTURE_PID=$SERVER_PID
+	for _ in $(seq 1 "$POLL_TRIES"); do
+		if grep -qx ready "$log_prefix.out" 2>/dev/null; then
+			return 0
+		fi
+		if ! pid_alive "$FIXTURE_PID"; then
+			echo "# the upstream fixture on port $port exited; its stderr:" >&2
+			sed 's/^/#   /' "$log_prefix.err" >&2
+			return 1
+		fi
+		sleep "$POLL_INTERVAL"
+	done
+	echo "# the upstream fixture on port $port was not ready after $POLL_TRIES tries" >&2
+	return 1
 }

@@ -4,7 +4,9 @@
 # and then what a gateway adds and must get right: one identity the client
 # cannot forge, answers when a service is dead or hangs, one rate limit
 # shared by several gateways, Redis trouble, pooled upstream connections,
-# clicks that wait for analytics, and a config file that is checked.
+# clicks that wait for analytics, a config file that is checked, and,
+# against a scripted upstream (tests/upstream_fixture.py behind gateway G4),
+# bodies passed byte for byte, size limits and the one retry.
 #
 # Usage: tests/phase2.sh [bin-dir]     (default build/bin; build/asan/bin for
 #                                       the AddressSanitizer + UBSan run)
@@ -16,6 +18,7 @@
 #   client ──► gateway G1 ──► users, url-shortener, analytics ──► data Redis
 #              gateway G2 ─┐   (url-shortener ──► analytics: clicks, in the
 #              gateway G3 ─┴──► rate-limit Redis          background)
+#   client ──► gateway G4 ──► tests/upstream_fixture.py   (near the end)
 #
 # Every check prints "ok - ..." or "not ok - ..."; the last line is "N
 # passed, N failed" and the exit code is 1 when any check failed. Logs are
@@ -48,7 +51,7 @@ section "prerequisites"
 have_tool() {
 	command -v "$1" >/dev/null
 }
-for tool in curl jq redis-server redis-cli openssl promtool xargs timeout; do
+for tool in curl jq redis-server redis-cli openssl promtool xargs timeout sha256sum /usr/bin/python3; do
 	check_true "$tool is installed" have_tool "$tool"
 done
 MISSING=""
@@ -853,6 +856,132 @@ check_num 'gateway_rate_limit_decisions_total{policy="login",decision="allowed"}
 	"$(metric_sum "$METRICS" gateway_rate_limit_decisions_total 'policy="login"' 'decision="allowed"')" '>' 0
 
 # ---------------------------------------------------------------------------
+section "a scripted upstream: any bytes, size limits, and one retry"
+# The services above speak small JSON. A gateway must also pass any bytes
+# through unchanged, refuse what is too big in either direction, and retry
+# only what is safe to send twice. tests/upstream_fixture.py is an upstream
+# written for that: it echoes bodies, sends bodies of any size, drops a
+# keep-alive connection just as the gateway reuses it, and counts what
+# reached it (GET /stats), so a check can see what the gateway sent, not
+# only what came back. Gateway G4 serves it alone, with one worker thread
+# (so every request goes out through the same curl handle and pool), a
+# request-body limit of 64 KiB and a response limit of 64 KiB.
+# ---------------------------------------------------------------------------
+FIXTURE_PORT=$(free_port)
+G4_PORT=$(free_port)
+FIXTURE="http://127.0.0.1:$FIXTURE_PORT"
+G4="http://127.0.0.1:$G4_PORT"
+FIXTURE_LIMIT=65536 # MAX_BODY_BYTES and pool.max_response_bytes
+FIXTURE_CONFIG_FILE="$TEST_DIR/gateway-fixture.json"
+jq -n --arg url "$FIXTURE" --argjson limit "$FIXTURE_LIMIT" '{
+	upstreams: {fixture: {url: $url}},
+	pool: {max_response_bytes: $limit},
+	routes: [{prefix: "/fixture", upstream: "fixture", rewrite: "/",
+	          access: "public", timeout_ms: 3000}]}' >"$FIXTURE_CONFIG_FILE"
+
+step "start-up"
+must_start "the upstream fixture is ready on $FIXTURE" \
+	start_fixture "$TEST_DIR/fixture" "$FIXTURE_PORT"
+must_start "gateway G4 (WORKER_THREADS=1, MAX_BODY_BYTES=$FIXTURE_LIMIT) is healthy on $G4" \
+	start_gateway "$GATEWAY" "$TEST_DIR/gateway-4" "$G4_PORT" "${GATEWAY_ENV[@]}" \
+	GATEWAY_CONFIG="$FIXTURE_CONFIG_FILE" WORKER_THREADS=1 MAX_BODY_BYTES="$FIXTURE_LIMIT"
+G4_PID=$GATEWAY_PID
+
+# fixture_count "METHOD /path": how many such requests reached the fixture.
+fixture_count() {
+	curl -s --max-time 5 "$FIXTURE/stats" | jq -r --arg key "$1" '.[$key] // 0'
+}
+# sha256_of FILE
+sha256_of() {
+	sha256sum "$1" | cut -d ' ' -f 1
+}
+# has_bytes FILE: FILE holds at least one NUL, one CR and one LF byte.
+has_bytes() {
+	[ "$(tr -cd '\000' <"$1" | wc -c)" -gt 0 ] && [ "$(tr -cd '\r' <"$1" | wc -c)" -gt 0 ] &&
+		[ "$(tr -cd '\n' <"$1" | wc -c)" -gt 0 ]
+}
+
+# 1. Binary-safe bodies. Random bytes hold NULs (a C string would end
+#    there) and CR/LF (which look like the end of a header): a proxy that
+#    handles the body as text, or reads only up to the first NUL, changes
+#    it. The hash is taken three times: of the file sent, of what the
+#    fixture received (X-Body-Sha256) and of what came back.
+RANDOM_BODY="$TEST_DIR/random-40000.bin"
+head -c 40000 /dev/urandom >"$RANDOM_BODY"
+RANDOM_SHA=$(sha256_of "$RANDOM_BODY")
+step "40000 random bytes"
+check_true "they contain NUL, CR and LF bytes" has_bytes "$RANDOM_BODY"
+for method in POST PUT; do
+	step "$method /fixture/echo with 40000 random bytes"
+	http "$method" "$G4/fixture/echo" "@$RANDOM_BODY" -H 'Content-Type: application/octet-stream'
+	expect_status 200
+	expect_header X-Body-Sha256 "$RANDOM_SHA"
+	check_eq "the body that came back has the sha256 of the one sent" "$RANDOM_SHA" \
+		"$(sha256_of "$HTTP_BODY_FILE")"
+	expect_header Content-Type application/octet-stream
+done
+
+# 2. Size limits, both ways. A request body over MAX_BODY_BYTES is refused
+#    by the gateway (413) before anything goes upstream: the fixture's
+#    count of POST /echo stays at the 1 of step 1. A response over
+#    pool.max_response_bytes is not passed on half-read: 502 naming the
+#    upstream. Just under the limit, every byte arrives.
+step "POST /fixture/echo with 70000 bytes (over MAX_BODY_BYTES=$FIXTURE_LIMIT)"
+head -c 70000 /dev/urandom >"$TEST_DIR/random-70000.bin"
+http POST "$G4/fixture/echo" "@$TEST_DIR/random-70000.bin" -H 'Content-Type: application/octet-stream'
+expect_problem 413
+check_eq "it never reached the fixture (POST /echo count still 1)" 1 "$(fixture_count 'POST /echo')"
+
+step "GET /fixture/big?bytes=70000 (over max_response_bytes=$FIXTURE_LIMIT)"
+http GET "$G4/fixture/big?bytes=70000"
+expect_problem 502
+expect_json '.upstream' fixture
+expect_jq "detail says over the size limit" '.detail | test("over the size limit")'
+
+step "GET /fixture/big?bytes=60000"
+http GET "$G4/fixture/big?bytes=60000"
+expect_status 200
+check_eq "exactly 60000 bytes" 60000 "$(wc -c <"$HTTP_BODY_FILE")"
+
+# 3. One retry, idempotent methods only. An upstream may close an idle
+#    keep-alive connection at the moment the gateway sends on it; the
+#    request then gets no answer at all. For GET that is safe to send
+#    again, once, on a new connection. A POST is not: the upstream may
+#    have acted on it before the connection went (a link created, a
+#    payment taken), so the client gets 502 and decides.
+#
+#    /flaky answers the first request of a method on each connection and
+#    drops the second of that method on the same connection after reading
+#    it whole. Closing only after the request arrived matters: libcurl
+#    checks a pooled connection before reusing it and quietly opens a new
+#    one if the peer has already closed it, which would test libcurl, not
+#    the gateway. With WORKER_THREADS=1 the second request goes out on the
+#    connection the first one used.
+#
+#    Counting per method is what lets the POST part follow the GET part
+#    without a restart: the first POST /flaky is answered even though it
+#    travels on the connection the GET retry opened, and the second POST
+#    is then the one that meets a dropped connection - the case that must
+#    not be retried. (Counting every request, the first POST would already
+#    be dropped.)
+step "GET /fixture/flaky, twice"
+http GET "$G4/fixture/flaky"
+expect_status 200
+http GET "$G4/fixture/flaky"
+expect_status 200
+expect_header X-Fixture-Request-On-Connection 1 # the retry had a connection of its own
+check_eq "the fixture saw 3 GET /flaky (1 + the dropped one + the retry)" 3 \
+	"$(fixture_count 'GET /flaky')"
+
+step "POST /fixture/flaky, twice"
+http POST "$G4/fixture/flaky" '{}'
+expect_status 200
+http POST "$G4/fixture/flaky" '{}'
+expect_problem 502
+expect_json '.upstream' fixture
+check_eq "the fixture saw exactly 2 POST /flaky (no retry)" 2 "$(fixture_count 'POST /flaky')"
+
+# ---------------------------------------------------------------------------
 section "clean stop, and sanitizers"
 # Every server stops on SIGTERM with exit 0 (under ASan, a leak found at
 # exit makes it non-zero). With build/asan/bin, AddressSanitizer,
@@ -860,7 +989,7 @@ section "clean stop, and sanitizers"
 # ---------------------------------------------------------------------------
 step "SIGTERM"
 declare -A SERVER_NAMES=([$G1_PID]="gateway G1" [$G2_PID]="gateway G2" [$G3_PID]="gateway G3"
-	[$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
+	[$G4_PID]="gateway G4" [$FIXTURE_PID]="upstream fixture" [$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
 stop_pids "${!SERVER_NAMES[@]}"
 for pid in "${!SERVER_NAMES[@]}"; do
 	check_eq "${SERVER_NAMES[$pid]} exits 0" 0 "${STOPPED_STATUSES[$pid]:-not stopped}"

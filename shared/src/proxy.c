@@ -33,7 +33,8 @@
  *   4. perform with a connect timeout and a total timeout (the route's); on
  *      a reused connection the upstream had closed, retry once, for
  *      idempotent methods only, within what is left of the same timeout
- *      (each attempt is a client span of its own)
+ *      (each attempt is a client span of its own; libcurl's own re-send,
+ *      which would repeat a POST too, is refused: on_send)
  *   5. answer: the upstream's status, headers (minus hop-by-hop) and body,
  *      or a problem: 502 refused/reset/too large, 504 timed out, naming the
  *      upstream
@@ -72,6 +73,8 @@ struct proxy_thread {
 	CURL *curl;
 	const struct kit_gateway_config *config;
 	struct kit_upstream *connecting;      /* the current request's upstream */
+	int sends;                            /* times this attempt's request
+	                                       * was about to go out (on_send) */
 	struct {
 		curl_socket_t fd;
 		struct kit_upstream *upstream;
@@ -212,6 +215,22 @@ static void proxy_thread_destroy(void *resource)
 
 	curl_easy_cleanup(thread->curl); /* closes the pool: close_socket counts */
 	free(thread);
+}
+
+/* CURLOPT_PREREQFUNCTION, set for proxied requests: libcurl is about to
+ * send the request. When a reused connection dies before any byte of an
+ * answer, libcurl sends the request again on a new connection by itself,
+ * whatever the method, so a POST the upstream may already have acted on
+ * would go out twice. The second send is refused here (the transfer ends
+ * with CURLE_ABORTED_BY_CALLBACK), so that the retry rule in step 4 of
+ * proxy_route() is the one that decides. */
+static int on_send(void *clientp, char *primary_ip, char *local_ip,
+		   int primary_port, int local_port)
+{
+	struct proxy_thread *thread = clientp;
+
+	thread->sends++;
+	return thread->sends == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 /* ---- one exchange ---- */
@@ -568,10 +587,18 @@ static int proxy_route(struct kit_request *req, const struct kit_gateway_route *
 			   proxy.config->max_idle_per_upstream) {
 			curl_easy_setopt(thread->curl, CURLOPT_FORBID_REUSE, 1L);
 		}
+		thread->sends = 0;
+		curl_easy_setopt(thread->curl, CURLOPT_PREREQFUNCTION, on_send);
+		curl_easy_setopt(thread->curl, CURLOPT_PREREQDATA, thread);
 		atomic_fetch_add(&upstream->pool.requests, 1);
 		kit_metric_add(proxy.requests, labels, 1);
 		code = curl_easy_perform(thread->curl);
 		curl_easy_getinfo(thread->curl, CURLINFO_NUM_CONNECTS, &connects);
+		/* libcurl wanted to send again (on_send refused): the reused
+		 * connection closed without an answer. Say so in the log. */
+		bool resend_refused = thread->sends > 1;
+		if (resend_refused)
+			code = CURLE_GOT_NOTHING;
 		status = 0;
 		if (code == CURLE_OK)
 			curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
@@ -582,7 +609,8 @@ static int proxy_route(struct kit_request *req, const struct kit_gateway_route *
 
 		bool dropped = code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR ||
 			       code == CURLE_RECV_ERROR;
-		bool reused = connects == 0;
+		/* A refused re-send had already opened its new connection. */
+		bool reused = connects == 0 || resend_refused;
 		if (attempt == 0 && dropped && reused && is_idempotent(req->method) &&
 		    route->timeout_ms - (long)((kit_now_ns() - started) / 1000000) > 0)
 			continue; /* the upstream closed an idle connection: once more */
