@@ -236,29 +236,13 @@ broken() {
 # Processes
 # ---------------------------------------------------------------------------
 
-# start_bench_program NAME LOG_PREFIX [VAR=VALUE...] COMMAND [ARGS...]: runs
-# COMMAND in the background with only the given environment (plus
-# lib.sh's PASS_THROUGH_ENV), stdout to LOG_PREFIX.out and stderr to
-# LOG_PREFIX.err, recorded for the exit trap. Sets SERVER_PID.
-start_bench_program() {
-	local name=$1 log_prefix=$2 var env_args=()
-	shift 2
-	for var in "${PASS_THROUGH_ENV[@]}"; do
-		if [ -n "${!var:-}" ]; then
-			env_args+=("$var=${!var}")
-		fi
-	done
-	env -i "${env_args[@]}" "$@" >>"$log_prefix.out" 2>>"$log_prefix.err" </dev/null &
-	SERVER_PID=$!
-	_record_pid "$SERVER_PID" "$name"
-}
 
 # start_bench_redis PORT: a redis-server without persistence (the rate-limit
 # counters and the services' data; nothing here needs to survive), ready
 # when it answers PING. Sets REDIS_PID.
 start_bench_redis() {
 	local port=$1
-	start_bench_program "redis-server:$port" "$WORK/redis" redis-server --port "$port" \
+	start_program "redis-server:$port" "$WORK/redis" redis-server --port "$port" \
 		--bind 127.0.0.1 --save '' --appendonly no --daemonize no
 	REDIS_PID=$SERVER_PID
 	for _ in $(seq 1 "$POLL_TRIES"); do
@@ -290,7 +274,7 @@ start_bench_nginx() {
 			'{ i = index($0, key); if (i) $0 = substr($0, 1, i - 1) value substr($0, i + length(key)); print }' \
 			"$dir/nginx.conf" >"$dir/nginx.conf.new" && mv "$dir/nginx.conf.new" "$dir/nginx.conf"
 	done
-	start_bench_program "nginx-$name:$port" "$dir/nginx" "$NGINX" -p "$dir" -e "$dir/error.log" \
+	start_program "nginx-$name:$port" "$dir/nginx" "$NGINX" -p "$dir" -e "$dir/error.log" \
 		-c "$dir/nginx.conf" -g 'daemon off;'
 	NGINX_PID=$SERVER_PID
 	if ! wait_for_http "http://127.0.0.1:$port$ready_path" "$NGINX_PID"; then
@@ -651,7 +635,7 @@ if selected express; then
 		rm -rf "$express_dir/node_modules"
 	else
 		port=$(free_port)
-		start_bench_program "express:$port" "$WORK/express" PORT="$port" JWT_SECRET="$SECRET" \
+		start_program "express:$port" "$WORK/express" PORT="$port" JWT_SECRET="$SECRET" \
 			UPSTREAM_URL="http://127.0.0.1:$UPSTREAM_PORT" node "$express_dir/server.js"
 		if wait_for_http "http://127.0.0.1:$port/health" "$SERVER_PID"; then
 			URL[express]="http://127.0.0.1:$port/bench"

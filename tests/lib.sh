@@ -643,6 +643,35 @@ sanitizer_reports() {
 	grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$@" 2>/dev/null || true
 }
 
+# require_binaries DESCRIPTION BINARY...: one check that every binary is
+# built; when one is missing, the script cannot go on: it stops here.
+require_binaries() {
+	local description=$1 binary missing=""
+	shift
+	for binary in "$@"; do
+		[ -x "$binary" ] || missing="$missing $binary"
+	done
+	if [ -n "$missing" ]; then
+		fail "$description" "missing:$missing (run make first)"
+		finish
+		exit 1
+	fi
+}
+
+# must_start DESCRIPTION COMMAND...: a start-up step the rest of the script
+# cannot do without: a passing check, or a failing one and a stop here.
+must_start() {
+	local description=$1
+	shift
+	if "$@"; then
+		pass "$description"
+	else
+		fail "$description" "see the logs in $TEST_DIR"
+		finish
+		exit 1
+	fi
+}
+
 # check_no_sanitizer_reports: one passing check when no server log in
 # TEST_DIR holds an AddressSanitizer, LeakSanitizer or UBSan report, else
 # one failing check per log that does, quoting its first line. Call it
@@ -737,7 +766,7 @@ start_program() {
 			env_args+=("$var=${!var}")
 		fi
 	done
-	env -i "${env_args[@]}" "$@" >>"$log_prefix.out" 2>>"$log_prefix.err" &
+	env -i "${env_args[@]}" "$@" >>"$log_prefix.out" 2>>"$log_prefix.err" </dev/null &
 	SERVER_PID=$!
 	_record_pid "$SERVER_PID" "$name"
 }

@@ -54,15 +54,7 @@ have_tool() {
 for tool in curl jq redis-server redis-cli openssl promtool xargs timeout sha256sum /usr/bin/python3; do
 	check_true "$tool is installed" have_tool "$tool"
 done
-MISSING=""
-for binary in "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS"; do
-	[ -x "$binary" ] || MISSING="$MISSING $binary"
-done
-if [ -n "$MISSING" ]; then
-	fail "the Phase 2 binaries exist" "missing:$MISSING (run make first)"
-	finish
-	exit 1
-fi
+require_binaries "the Phase 2 binaries exist" "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS"
 
 # ---------------------------------------------------------------------------
 # Start-up.
@@ -139,19 +131,6 @@ GATEWAY_ENV=(
 	RATE_LIMIT_PREMIUM=100000
 )
 
-# must_start DESCRIPTION COMMAND...: a start-up step that the rest of the
-# script cannot do without: on failure, stop here.
-must_start() {
-	local description=$1
-	shift
-	if "$@"; then
-		pass "$description"
-	else
-		fail "$description" "see the logs in $TEST_DIR"
-		finish
-		exit 1
-	fi
-}
 
 section "start-up"
 step "redis"

@@ -43,29 +43,8 @@ section "prerequisites"
 for tool in curl jq redis-server redis-cli python3; do
 	check_true "$tool is installed" command -v "$tool" >/dev/null
 done
-MISSING=""
-for binary in "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS"; do
-	[ -x "$binary" ] || MISSING="$MISSING $binary"
-done
-if [ -n "$MISSING" ]; then
-	fail "the binaries exist" "missing:$MISSING (run make first)"
-	finish
-	exit 1
-fi
+require_binaries "the binaries exist" "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS"
 
-# must_start DESCRIPTION COMMAND...: a start-up step the rest cannot do
-# without: on failure, stop here.
-must_start() {
-	local description=$1
-	shift
-	if "$@"; then
-		pass "$description"
-	else
-		fail "$description" "see the logs in $TEST_DIR"
-		finish
-		exit 1
-	fi
-}
 
 # ---------------------------------------------------------------------------
 section "start-up"
