@@ -34,6 +34,7 @@
 #include "kit/config.h"
 #include "kit/jwt.h"
 #include "kit/middleware.h"
+#include "kit/noncrypto.h"
 #include "kit/request.h"
 #include "kit/response.h"
 
@@ -69,15 +70,6 @@ static void auth_cache_destroy(void *resource)
 	free(cache);
 }
 
-static uint64_t token_hash(const char *token)
-{
-	uint64_t hash = 14695981039346656037ull; /* FNV-1a */
-
-	for (; *token != '\0'; token++)
-		hash = (hash ^ (unsigned char)*token) * 1099511628211ull;
-	return hash;
-}
-
 static int auth_jwt_init(struct kit_app *app, void **state)
 {
 	struct auth_jwt_state *self = calloc(1, sizeof(*self));
@@ -106,7 +98,7 @@ static enum kit_jwt_error verify_cached(struct auth_jwt_state *self,
 	if (self->cache_enabled)
 		cache = kit_thread_resource(req, self->cache_slot);
 	if (cache != NULL) {
-		hash = token_hash(token);
+		hash = kit_hash_string(token);
 		slot = &cache->slots[hash % AUTH_CACHE_SLOTS];
 		if (slot->token != NULL && slot->hash == hash &&
 		    strcmp(slot->token, token) == 0) {

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kit/metrics.h"
+#include "kit/noncrypto.h"
 
 #define MAX_FAMILIES 64
 #define MAX_BUCKETS 24
@@ -146,15 +147,6 @@ out:
 	return metric;
 }
 
-static unsigned long hash_key(const char *key)
-{
-	unsigned long hash = 5381; /* djb2 */
-
-	for (; *key != '\0'; key++)
-		hash = hash * 33 + (unsigned char)*key;
-	return hash;
-}
-
 /* The series for label_values, created on first use. Called with the
  * family's lock held. NULL when the family is full or memory is out. */
 static struct series *find_series(struct kit_metric *metric,
@@ -172,7 +164,7 @@ static struct series *find_series(struct kit_metric *metric,
 		used += (size_t)n;
 	}
 
-	size_t slot = hash_key(key) % TABLE_SIZE;
+	size_t slot = kit_hash_string(key) % TABLE_SIZE;
 	while (metric->table[slot] != NULL) {
 		if (strcmp(metric->table[slot]->key, key) == 0)
 			return metric->table[slot];

@@ -30,6 +30,7 @@
 
 #include "kit/metrics.h"
 #include "kit/middleware.h"
+#include "kit/noncrypto.h"
 #include "kit/rate_limit.h"
 #include "kit/request.h"
 
@@ -88,19 +89,10 @@ void kit_rate_memory_free(struct kit_rate_memory *limiter)
 	free(limiter);
 }
 
-static unsigned long hash_key(const char *key)
-{
-	unsigned long hash = 14695981039346656037ul; /* FNV-1a */
-
-	for (; *key != '\0'; key++)
-		hash = (hash ^ (unsigned char)*key) * 1099511628211ul;
-	return hash;
-}
-
 /* The slot holding key, or the empty slot where it belongs. Lock held;
  * the table is never full (at most MAX_LIVE_PER_STRIPE are used). */
 static struct counter *probe(struct stripe *stripe, const char *key,
-			     unsigned long hash)
+			     uint64_t hash)
 {
 	size_t slot = (hash / STRIPES) % SLOTS_PER_STRIPE;
 
@@ -124,7 +116,7 @@ static int sweep(struct stripe *stripe, time_t window_start)
 	for (size_t i = 0; i < SLOTS_PER_STRIPE; i++) {
 		if (old[i].key[0] == '\0' || old[i].window_start < window_start)
 			continue;
-		*probe(stripe, old[i].key, hash_key(old[i].key)) = old[i];
+		*probe(stripe, old[i].key, kit_hash_string(old[i].key)) = old[i];
 		stripe->used++;
 	}
 	free(old);
@@ -136,7 +128,7 @@ struct kit_rate_decision kit_rate_memory_hit(struct kit_rate_memory *limiter,
 					     long window_seconds, time_t now)
 {
 	time_t window_start = kit_rate_window_start(window_seconds, now);
-	unsigned long hash = hash_key(key);
+	uint64_t hash = kit_hash_string(key);
 	struct stripe *stripe = &limiter->stripes[hash % STRIPES];
 	struct counter *counter;
 	long count = 1;

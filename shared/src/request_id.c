@@ -11,14 +11,14 @@
  * else is replaced by a new UUID v4, because an id ends up in log lines and
  * headers and must not carry quotes, spaces or CR/LF.
  *
- * Threads: the random generator is per thread, seeded from getrandom().
+ * Threads: ids come from kit_random_u64() (per-thread state).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "kit/middleware.h"
+#include "kit/noncrypto.h"
 #include "kit/request.h"
 #include "kit/response.h"
 
@@ -31,28 +31,9 @@ static bool is_sane_id(const char *id)
 			  "0123456789._:-") == len;
 }
 
-/* xorshift128+: fast, and ids need uniqueness, not secrecy. */
-static uint64_t next_random(void)
-{
-	static __thread uint64_t state[2];
-	uint64_t s1, s0;
-
-	if (state[0] == 0 && state[1] == 0) {
-		if (getrandom(state, sizeof(state), 0) != sizeof(state) ||
-		    (state[0] == 0 && state[1] == 0))
-			state[0] = (uint64_t)(uintptr_t)&state | 1u;
-	}
-	s1 = state[0];
-	s0 = state[1];
-	state[0] = s0;
-	s1 ^= s1 << 23;
-	state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-	return state[1] + s0;
-}
-
 static void new_uuid(char out[37])
 {
-	uint64_t high = next_random(), low = next_random();
+	uint64_t high = kit_random_u64(), low = kit_random_u64();
 
 	high = (high & ~0xF000ull) | 0x4000ull;               /* version 4 */
 	low = (low & ~(3ull << 62)) | (2ull << 62);           /* variant 10 */

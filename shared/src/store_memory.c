@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kit/noncrypto.h"
 #include "store_backend.h"
 
 #define BUCKETS 1024
@@ -30,11 +31,7 @@ static struct entry *table[BUCKETS];
 
 static struct entry **bucket_of(const char *key)
 {
-	unsigned long hash = 5381;
-
-	for (const char *p = key; *p != '\0'; p++)
-		hash = hash * 33 + (unsigned char)*p;
-	return &table[hash % BUCKETS];
+	return &table[kit_hash_string(key) % BUCKETS];
 }
 
 static struct entry *find(const char *key)

@@ -29,14 +29,13 @@
  * Threads: the configuration is written by init() on main()'s thread
  * before any worker starts, then read-only. A span belongs to the thread
  * that opened it until it is finished and handed to the reporter. Ids come
- * from a per-thread xorshift128+ seeded by getrandom().
+ * from kit_random_u64() (a per-thread xorshift128+; never 0).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +44,7 @@
 #include "jaeger_thrift.h"
 #include "kit/config.h"
 #include "kit/middleware.h"
+#include "kit/noncrypto.h"
 #include "kit/request.h"
 #include "kit/response.h"
 #include "kit/tracing.h"
@@ -78,29 +78,6 @@ struct kit_span {
 };
 
 /* ---- ids and clocks ---- */
-
-/* xorshift128+: fast, and span ids need uniqueness, not secrecy. Never
- * returns 0, which Jaeger reads as "no id". */
-static uint64_t trace_random_id(void)
-{
-	static __thread uint64_t state[2];
-	uint64_t s1, s0, value;
-
-	if (state[0] == 0 && state[1] == 0) {
-		if (getrandom(state, sizeof(state), 0) != sizeof(state) ||
-		    (state[0] == 0 && state[1] == 0))
-			state[0] = (uint64_t)(uintptr_t)&state | 1u;
-	}
-	do {
-		s1 = state[0];
-		s0 = state[1];
-		state[0] = s0;
-		s1 ^= s1 << 23;
-		state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-		value = state[1] + s0;
-	} while (value == 0);
-	return value;
-}
 
 /* Microseconds since the epoch: Jaeger's startTime and log timestamps. */
 static int64_t trace_now_us(void)
@@ -380,7 +357,7 @@ struct kit_span *kit_trace_client_start_from(const struct kit_trace_context *par
 		return NULL;
 	context = *parent;
 	context.parent_id = parent->span_id;
-	context.span_id = trace_random_id();
+	context.span_id = kit_random_u64();
 	span = span_open(&context, operation, kit_now_ns(), trace_now_us());
 	if (span == NULL)
 		return NULL;
@@ -589,10 +566,10 @@ static int tracing_handle(struct kit_request *req, void *state)
 		context.parent_id = caller.span_id;
 		context.flags = caller.flags;
 	} else {
-		context.trace_id_low = trace_random_id();
+		context.trace_id_low = kit_random_u64();
 		context.flags = sample_new_trace(config, context.trace_id_low) ? 0x01 : 0;
 	}
-	context.span_id = trace_random_id();
+	context.span_id = kit_random_u64();
 
 	/* 2. The id on the request (access log) and on the response. */
 	kit_trace_format_id(&context, req->trace_id);
