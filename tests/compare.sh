@@ -90,18 +90,26 @@ start_monolith "$BIN_DIR/monolith" "$TEST_DIR/monolith" "$MONOLITH_PORT" \
 	RATE_LIMIT_ANONYMOUS=$HIGH RATE_LIMIT_FREE=$HIGH RATE_LIMIT_PREMIUM=$HIGH ||
 	give_up "the monolith did not start (see $TEST_DIR/monolith.err)"
 
-PHASE2_DATA="redis://127.0.0.1:$REDIS_PORT/1"
-start_service users "$BIN_DIR/users" "$TEST_DIR/users" "$USERS_PORT" \
-	REDIS_URL="$PHASE2_DATA" JWT_SECRET="$SECRET" ALLOW_INSECURE_DEV_SECRET=true \
-	PASSWORD_PBKDF2_ITERATIONS=1000 ||
-	give_up "users did not start (see $TEST_DIR/users.err)"
-start_service analytics "$BIN_DIR/analytics" "$TEST_DIR/analytics" "$ANALYTICS_PORT" \
-	REDIS_URL="$PHASE2_DATA" ||
-	give_up "analytics did not start (see $TEST_DIR/analytics.err)"
-start_service url-shortener "$BIN_DIR/url-shortener" "$TEST_DIR/url-shortener" \
-	"$URL_SHORTENER_PORT" REDIS_URL="$PHASE2_DATA" PUBLIC_BASE_URL="$P2" \
-	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" ||
-	give_up "url-shortener did not start (see $TEST_DIR/url-shortener.err)"
+# start_services LOG_PREFIX DATA_URL PUBLIC_BASE USERS_PORT ANALYTICS_PORT
+# URL_SHORTENER_PORT: one set of the three services (Phase 2 and Phase 3
+# each get their own, on their own Redis database), or give up.
+start_services() {
+	local prefix=$1 data=$2 base=$3 users_port=$4 analytics_port=$5 shortener_port=$6
+	start_service users "$BIN_DIR/users" "$TEST_DIR/${prefix}users" "$users_port" \
+		REDIS_URL="$data" JWT_SECRET="$SECRET" ALLOW_INSECURE_DEV_SECRET=true \
+		PASSWORD_PBKDF2_ITERATIONS=1000 ||
+		give_up "users did not start (see $TEST_DIR/${prefix}users.err)"
+	start_service analytics "$BIN_DIR/analytics" "$TEST_DIR/${prefix}analytics" \
+		"$analytics_port" REDIS_URL="$data" ||
+		give_up "analytics did not start (see $TEST_DIR/${prefix}analytics.err)"
+	start_service url-shortener "$BIN_DIR/url-shortener" "$TEST_DIR/${prefix}url-shortener" \
+		"$shortener_port" REDIS_URL="$data" PUBLIC_BASE_URL="$base" \
+		ANALYTICS_URL="http://127.0.0.1:$analytics_port" ||
+		give_up "url-shortener did not start (see $TEST_DIR/${prefix}url-shortener.err)"
+}
+
+start_services "" "redis://127.0.0.1:$REDIS_PORT/1" "$P2" \
+	"$USERS_PORT" "$ANALYTICS_PORT" "$URL_SHORTENER_PORT"
 
 # The route file's "login" policy (20 a minute per IP) would refuse most
 # of the registrations and logins below: the copy raises it.
@@ -120,18 +128,8 @@ start_gateway "$BIN_DIR/gateway" "$TEST_DIR/gateway" "$GATEWAY_PORT" \
 # Phase 3: its own services (db 3), three gateways (rate limits in db 4,
 # the route file's login policy raised as above, v1 routes only used),
 # nginx in front of them.
-PHASE3_DATA="redis://127.0.0.1:$REDIS_PORT/3"
-start_service users "$BIN_DIR/users" "$TEST_DIR/p3-users" "$P3_USERS_PORT" \
-	REDIS_URL="$PHASE3_DATA" JWT_SECRET="$SECRET" ALLOW_INSECURE_DEV_SECRET=true \
-	PASSWORD_PBKDF2_ITERATIONS=1000 ||
-	give_up "Phase 3's users did not start (see $TEST_DIR/p3-users.err)"
-start_service analytics "$BIN_DIR/analytics" "$TEST_DIR/p3-analytics" "$P3_ANALYTICS_PORT" \
-	REDIS_URL="$PHASE3_DATA" ||
-	give_up "Phase 3's analytics did not start (see $TEST_DIR/p3-analytics.err)"
-start_service url-shortener "$BIN_DIR/url-shortener" "$TEST_DIR/p3-url-shortener" \
-	"$P3_URL_SHORTENER_PORT" REDIS_URL="$PHASE3_DATA" PUBLIC_BASE_URL="$P3" \
-	ANALYTICS_URL="http://127.0.0.1:$P3_ANALYTICS_PORT" ||
-	give_up "Phase 3's url-shortener did not start (see $TEST_DIR/p3-url-shortener.err)"
+start_services p3- "redis://127.0.0.1:$REDIS_PORT/3" "$P3" \
+	"$P3_USERS_PORT" "$P3_ANALYTICS_PORT" "$P3_URL_SHORTENER_PORT"
 jq --argjson high "$HIGH" '.rate_limit_policies.login =
 	{window_seconds: 60, anonymous: $high, free: $high, premium: $high}' \
 	phase3-advanced/gateway.json >"$TEST_DIR/gateway3.json"
