@@ -58,13 +58,14 @@ static int access_log_handle(struct kit_request *req, void *state)
 static void access_log_finish(struct kit_request *req, void *state)
 {
 	const struct access_log_config *config = state;
-	double duration_ms = (double)(kit_now_ns() - req->start_ns) / 1e6;
+	double duration_ms;
 	char time_text[64];
 	cJSON *line;
 	char *text;
 
 	if (!config->enabled)
 		return;
+	duration_ms = (double)(kit_now_ns() - req->start_ns) / 1e6;
 	line = cJSON_CreateObject();
 	if (line == NULL)
 		return;
