@@ -911,6 +911,32 @@ http POST "$G4/fixture/echo" "@$TEST_DIR/random-70000.bin" -H 'Content-Type: app
 expect_problem 413
 check_eq "it never reached the fixture (POST /echo count still 1)" 1 "$(fixture_count 'POST /echo')"
 
+# The same limits for a chunked upload (Transfer-Encoding: chunked, no
+# Content-Length): the gateway grows its buffer as chunks arrive, so the
+# length is only known at the end. Every byte must arrive (hash through
+# the fixture); exactly the limit passes; one byte over is a 413 that never
+# reaches the fixture.
+step "POST /fixture/echo, 40000 random bytes chunked"
+http POST "$G4/fixture/echo" "@$RANDOM_BODY" -H 'Content-Type: application/octet-stream' \
+	-H 'Transfer-Encoding: chunked'
+expect_status 200
+expect_header X-Body-Sha256 "$RANDOM_SHA"
+check_eq "the fixture got it whole (POST /echo count 2)" 2 "$(fixture_count 'POST /echo')"
+
+step "POST /fixture/echo, exactly $FIXTURE_LIMIT bytes chunked"
+head -c "$FIXTURE_LIMIT" "$TEST_DIR/random-70000.bin" >"$TEST_DIR/random-limit.bin"
+http POST "$G4/fixture/echo" "@$TEST_DIR/random-limit.bin" -H 'Content-Type: application/octet-stream' \
+	-H 'Transfer-Encoding: chunked'
+expect_status 200
+expect_header X-Body-Sha256 "$(sha256_of "$TEST_DIR/random-limit.bin")"
+
+step "POST /fixture/echo, $((FIXTURE_LIMIT + 1)) bytes chunked"
+head -c "$((FIXTURE_LIMIT + 1))" "$TEST_DIR/random-70000.bin" >"$TEST_DIR/random-over.bin"
+http POST "$G4/fixture/echo" "@$TEST_DIR/random-over.bin" -H 'Content-Type: application/octet-stream' \
+	-H 'Transfer-Encoding: chunked'
+expect_problem 413
+check_eq "it never reached the fixture (POST /echo count still 3)" 3 "$(fixture_count 'POST /echo')"
+
 step "GET /fixture/big?bytes=70000 (over max_response_bytes=$FIXTURE_LIMIT)"
 http GET "$G4/fixture/big?bytes=70000"
 expect_problem 502

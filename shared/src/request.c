@@ -65,16 +65,36 @@ int kit_request_body(struct kit_request *req)
 	if (declared > (long long)limit)
 		return kit_problem(req, 413, "the body is %lld bytes; the limit is %zu",
 				   declared, limit);
+	/* Neither Content-Length nor Transfer-Encoding: the request has no
+	 * body (RFC 9112, 6.3), so nothing is read or allocated. Most GETs. */
+	if (declared < 0 && kit_request_header(req, "Transfer-Encoding") == NULL) {
+		req->body_read = true;
+		return KIT_NEXT;
+	}
 
-	/* Without Content-Length (chunked), read up to one byte past the
-	 * limit to tell "exactly the limit" from "too large". */
-	capacity = declared >= 0 ? (size_t)declared : limit + 1;
+	/* A declared length is allocated once. A chunked body grows its
+	 * buffer as it arrives, up to one byte past the limit to tell
+	 * "exactly the limit" from "too large": a small upload never costs
+	 * a buffer of the whole limit. */
+	capacity = declared >= 0 ? (size_t)declared : (limit < 4096 ? limit + 1 : 4096);
 	req->body = malloc(capacity + 1);
 	if (req->body == NULL)
 		return kit_problem(req, 500, "out of memory reading the body");
-	while (req->body_len < capacity) {
-		int n = mg_read(req->conn, req->body + req->body_len,
-				capacity - req->body_len);
+	for (;;) {
+		int n;
+
+		if (req->body_len == capacity) {
+			char *bigger;
+
+			if (declared >= 0 || capacity > limit)
+				break;
+			capacity = capacity * 2 > limit + 1 ? limit + 1 : capacity * 2;
+			bigger = realloc(req->body, capacity + 1);
+			if (bigger == NULL)
+				return kit_problem(req, 500, "out of memory reading the body");
+			req->body = bigger;
+		}
+		n = mg_read(req->conn, req->body + req->body_len, capacity - req->body_len);
 		if (n <= 0)
 			break;
 		req->body_len += (size_t)n;
