@@ -505,22 +505,58 @@ section "access log"
 # One JSON line per request on stdout, written after the response: find the
 # one for the request we sent with our own X-Request-Id.
 # ---------------------------------------------------------------------------
-step "access log"
-LOG_LINE=""
-for _ in $(seq 1 "$POLL_TRIES"); do
-	LOG_LINE=$(grep -m1 -F "$LOGGED_ID" "$MONOLITH_LOG.out" 2>/dev/null)
-	[ -n "$LOG_LINE" ] && break
-	sleep "$POLL_INTERVAL"
-done
-if [ -n "$LOG_LINE" ]; then
-	pass "stdout has a line with request id $LOGGED_ID"
-	if jq -e 'type == "object"' <<<"$LOG_LINE" >/dev/null 2>&1; then
-		pass "that line is one JSON object"
+# log_line_for ID: the monolith's access-log line with request id ID into
+# LOG_LINE (polled: it is written after the response), or "".
+log_line_for() {
+	LOG_LINE=""
+	for _ in $(seq 1 "$POLL_TRIES"); do
+		LOG_LINE=$(grep -m1 -F "\"request_id\":\"$1\"" "$MONOLITH_LOG.out" 2>/dev/null)
+		[ -n "$LOG_LINE" ] && return 0
+		sleep "$POLL_INTERVAL"
+	done
+	return 1
+}
+# expect_log DESCRIPTION JQ_FILTER [jq args...]: jq -e FILTER is true on
+# LOG_LINE.
+expect_log() {
+	local description=$1 filter=$2
+	shift 2
+	if jq -e "$@" "$filter" <<<"$LOG_LINE" >/dev/null 2>&1; then
+		pass "$description"
 	else
-		fail "that line is one JSON object" "got: ${LOG_LINE:0:300}"
+		fail "$description" "jq '$filter' is not true on: ${LOG_LINE:0:300}"
 	fi
+}
+
+step "access log"
+if log_line_for "$LOGGED_ID"; then
+	pass "stdout has a line with request id $LOGGED_ID"
+	expect_log "that line is one JSON object" 'type == "object"'
+	expect_log "it names the request: service, method, path, route" \
+		'.service == "monolith" and .method == "GET" and .path == "/health" and .route == "/health"'
+	expect_log "and the answer: status 200, bytes sent, a duration in ms" \
+		'.status == 200 and .bytes_sent > 0 and (.duration_ms | type == "number") and .duration_ms >= 0'
+	expect_log "with the client address and no user (not signed in)" \
+		'.client_ip == "127.0.0.1" and .user == null'
+	expect_log "and a UTC time with milliseconds" \
+		'.time | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$")'
 else
 	fail "stdout has a line with request id $LOGGED_ID" "not in $MONOLITH_LOG.out"
+fi
+
+# The path is what the client sent: quotes, control characters and UTF-8
+# in it must come out as one valid JSON line holding exactly that path.
+step "access log: a path with a quote, a control character and UTF-8"
+HOSTILE_ID="phase1-hostile.$RANDOM"
+http GET "$BASE/no-such/%22x%22%01%C3%A9%1F" '' -H "X-Request-Id: $HOSTILE_ID"
+expect_status 404
+if log_line_for "$HOSTILE_ID"; then
+	expect_log "its line is one JSON object" 'type == "object"'
+	expect_log "holding the decoded path exactly" \
+		'.path == "/no-such/\"x\"\u0001é\u001f"'
+	expect_log "with status 404 and route null" '.status == 404 and .route == null'
+else
+	fail "stdout has a line with request id $HOSTILE_ID" "not in $MONOLITH_LOG.out"
 fi
 
 # ---------------------------------------------------------------------------
