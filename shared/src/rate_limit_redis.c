@@ -138,15 +138,24 @@ static long long run_script(struct redis_connection *connection, const char *key
 	redisReply *reply;
 	long long count = -1;
 
-	reply = redisCommand(connection->context, "EVALSHA %s 1 %s %ld",
-			     limiter->script_sha, key, ttl_ms);
+	char ttl_text[24];
+	const char *argv[] = { "EVALSHA", limiter->script_sha, "1", key, ttl_text };
+	size_t argv_len[] = { 7, strlen(limiter->script_sha), 1, strlen(key), 0 };
+
+	/* The arguments as an array, not a format string: hiredis then
+	 * copies them instead of parsing a format on every request. */
+	argv_len[4] = (size_t)snprintf(ttl_text, sizeof(ttl_text), "%ld", ttl_ms);
+	reply = redisCommandArgv(connection->context, 5, argv, argv_len);
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
 	    strncmp(reply->str, "NOSCRIPT", 8) == 0) {
 		/* First use on this Redis (or after a restart): send the
 		 * script itself once; EVALSHA finds it from then on. */
 		freeReplyObject(reply);
-		reply = redisCommand(connection->context, "EVAL %s 1 %s %ld",
-				     count_script, key, ttl_ms);
+		argv[0] = "EVAL";
+		argv_len[0] = 4;
+		argv[1] = count_script;
+		argv_len[1] = strlen(count_script);
+		reply = redisCommandArgv(connection->context, 5, argv, argv_len);
 	}
 	if (reply == NULL) {
 		fprintf(stderr, "rate_limit_redis: %s\n", connection->context->errstr);

@@ -67,21 +67,25 @@ void kit_response_header(struct kit_request *req, const char *name,
 			 const char *value)
 {
 	size_t room = sizeof(req->extra_headers) - req->extra_headers_len;
-	int n;
+	size_t name_len = strlen(name), value_len = strlen(value);
+	char *end = req->extra_headers + req->extra_headers_len;
 
 	if (has_control_character(name) || has_control_character(value) ||
 	    strchr(name, ':') != NULL) {
 		fprintf(stderr, "kit: header %s dropped: control character\n", name);
 		return;
 	}
-	n = snprintf(req->extra_headers + req->extra_headers_len, room,
-		     "%s: %s\r\n", name, value);
-	if (n < 0 || (size_t)n >= room) {
-		req->extra_headers[req->extra_headers_len] = '\0';
+	/* "name: value\r\n" and the NUL after it; copied, not formatted:
+	 * this runs about ten times for every proxied response. */
+	if (name_len + value_len + 5 > room) {
 		fprintf(stderr, "kit: header %s dropped: no room\n", name);
 		return;
 	}
-	req->extra_headers_len += (size_t)n;
+	memcpy(end, name, name_len);
+	memcpy(end + name_len, ": ", 2);
+	memcpy(end + name_len + 2, value, value_len);
+	memcpy(end + name_len + 2 + value_len, "\r\n", 3);
+	req->extra_headers_len += name_len + value_len + 4;
 }
 
 void kit_response_headerf(struct kit_request *req, const char *name,
