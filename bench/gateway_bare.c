@@ -13,6 +13,7 @@
  * poll /health for readiness like every other process. A request to a
  * proxied route never runs it.
  */
+#include <kit/event_loop.h>
 #include <kit/gateway.h>
 #include <kit/kit.h>
 
@@ -21,6 +22,8 @@ int main(void)
 	struct kit_app *app = kit_app_new("gateway", 3000);
 	struct kit_gateway_config *routes = kit_gateway_config_load(
 		app, kit_env_string("GATEWAY_CONFIG", "bench/gateway.bench.json"));
+
+	kit_app_use_event_loop(app);         /* the same server core as the gateway */
 
 	kit_mount_operations(app);           /* GET /health: readiness only       */
 	kit_gateway_mount(app, routes);      /* the routes -> the pooled proxy    */

@@ -12,6 +12,7 @@
  * request id -> access log -> metrics -> CORS -> JWT auth -> rate limit
  *            -> route -> proxy (pooled keep-alive connections per upstream)
  */
+#include <kit/event_loop.h>
 #include <kit/gateway.h>
 #include <kit/kit.h>
 
@@ -20,6 +21,11 @@ int main(void)
 	struct kit_app *app = kit_app_new("gateway", 3000);
 	struct kit_gateway_config *routes = kit_gateway_config_load(
 		app, kit_env_string("GATEWAY_CONFIG", "phase2-gateway/gateway.json"));
+
+	/* A gateway mostly waits - on clients, on Redis, on the services - so
+	 * a few event-loop threads serve every connection, where civetweb
+	 * would spend a thread on each (SERVER_CORE=threads brings that back). */
+	kit_app_use_event_loop(app);
 
 	kit_use(app, &kit_request_id);       /* X-Request-Id, passed on upstream       */
 	kit_use(app, &kit_access_log);       /* one JSON line per request              */

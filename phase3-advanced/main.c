@@ -16,6 +16,7 @@
  */
 #include <string.h>
 
+#include <kit/event_loop.h>
 #include <kit/gateway.h>
 #include <kit/kit.h>
 
@@ -29,6 +30,7 @@ int main(void)
 
 	if (!stateful && strcmp(counters, "redis") != 0)
 		kit_app_fail(app, "RATE_LIMIT_STORE: \"%s\" is not redis or memory", counters);
+	kit_app_use_event_loop(app);         /* as in Phase 2: a few loop threads       */
 
 	kit_use(app, &kit_request_id);       /* X-Request-Id, passed on upstream        */
 	kit_use(app, &kit_tracing);          /* NEW: server span; uber-trace-id onwards */

@@ -462,9 +462,11 @@ start_redis() {
 
 # Environment variables passed through to the servers we start; everything
 # else comes from the start_* arguments, so a variable left in the caller's
-# shell (RATE_LIMIT_FREE, ...) cannot change what a test sees.
+# shell (RATE_LIMIT_FREE, ...) cannot change what a test sees. SERVER_CORE
+# is the exception on purpose: SERVER_CORE=threads runs a script's gateways
+# on civetweb instead of the event loop (tests/run.sh does that once).
 PASS_THROUGH_ENV=(PATH HOME LANG TMPDIR ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
-	ASAN_SYMBOLIZER_PATH XDG_CACHE_HOME)
+	ASAN_SYMBOLIZER_PATH XDG_CACHE_HOME SERVER_CORE)
 
 # start_server NAME BINARY LOG_PREFIX [VAR=VALUE...]: starts BINARY in the
 # background with exactly the given environment (plus PASS_THROUGH_ENV);

@@ -7,7 +7,9 @@
 #         (AddressSanitizer + UBSan: phase1.sh fails on any sanitizer report
 #         in the monolith's logs, and on a non-zero exit at SIGTERM), then
 #         tests/phase2.sh and then tests/phase3.sh against build/bin and
-#         build/asan/bin the same way, then tests/compare.sh (Phases 1, 2
+#         build/asan/bin the same way (phase2.sh once more with the
+#         gateways on civetweb's threads, SERVER_CORE=threads, instead of
+#         the event loop), then tests/compare.sh (Phases 1, 2
 #         and 3 side by side: one check, that every step answered the same
 #         status on all three), and last the benchmark harness in smoke
 #         mode (bench/run.sh --smoke: one second per scenario, so it cannot
@@ -150,6 +152,8 @@ all)
 	run_sanitized "phase 1 ASan+UBSan (build/asan)" bash tests/phase1.sh build/asan/bin/monolith
 	run_script "phase 2 (build/bin)" bash tests/phase2.sh build/bin
 	run_sanitized "phase 2 ASan+UBSan (build/asan)" bash tests/phase2.sh build/asan/bin
+	run_script "phase 2, gateways on civetweb threads (SERVER_CORE=threads)" \
+		env SERVER_CORE=threads bash tests/phase2.sh build/bin
 	run_script "phase 3 (build/bin)" bash tests/phase3.sh build/bin
 	run_sanitized "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin

@@ -230,13 +230,12 @@ static bool is_trusted_proxy(const struct kit_app *app, const char *ip)
  * proxy, in which case the right-most X-Forwarded-For entry that is not
  * itself a trusted proxy (entries to its left were written by the client
  * and prove nothing). */
-static void resolve_client_ip(struct kit_request *req,
-			      const struct mg_request_info *info)
+static void resolve_client_ip(struct kit_request *req, const char *peer)
 {
 	const char *xff;
 
-	snprintf(req->client_ip, sizeof(req->client_ip), "%s", info->remote_addr);
-	if (!is_trusted_proxy(req->app, info->remote_addr))
+	snprintf(req->client_ip, sizeof(req->client_ip), "%s", peer);
+	if (!is_trusted_proxy(req->app, peer))
 		return;
 	xff = kit_request_header(req, "X-Forwarded-For");
 	if (xff == NULL)
@@ -308,64 +307,71 @@ static void match_route(struct kit_request *req, char *allow, size_t allow_size)
 	req->param_count = 0;
 }
 
-static int dispatch(struct mg_connection *conn, void *cbdata)
+int kit_app_serve(struct kit_request *req, const char *peer)
 {
-	struct kit_app *app = cbdata;
-	const struct mg_request_info *info = mg_get_request_info(conn);
-	struct kit_request req;
+	struct kit_app *app = req->app;
 	char allow[128];
 	int ran = 0;     /* middleware whose handle() ran */
 	int status = KIT_NEXT;
 
-	/* 1. The context. */
-	memset(&req, 0, offsetof(struct kit_request, extra_headers));
-	req.extra_headers[0] = '\0';
-	req.extra_headers_len = 0;
-	req.app = app;
-	req.conn = conn;
-	req.start_ns = kit_now_ns();
-	req.method = info->request_method;
-	req.path = info->local_uri != NULL ? info->local_uri : "/";
-	req.query = info->query_string;
-	req.service = app->name;
-	resolve_client_ip(&req, info);
+	/* 1. The rest of the context. */
+	req->service = app->name;
+	resolve_client_ip(req, peer);
 	if (app->instance_id[0] != '\0') /* which of several copies answered */
-		kit_response_header(&req, "X-Instance", app->instance_id);
+		kit_response_header(req, "X-Instance", app->instance_id);
 
 	/* 2. The route (a miss is answered after the chain, so that CORS
 	 * preflights and the request id still apply to it). */
-	match_route(&req, allow, sizeof(allow));
+	match_route(req, allow, sizeof(allow));
 
 	/* 3. The chain. */
 	while (ran < app->middleware_count && status == KIT_NEXT) {
-		status = app->middleware[ran]->handle(&req, app->middleware_state[ran]);
+		status = app->middleware[ran]->handle(req, app->middleware_state[ran]);
 		ran++;
 	}
 
 	/* 4. The handler, or why there is none. */
 	if (status == KIT_NEXT) {
-		if (req.route_status == 405) {
-			kit_response_header(&req, "Allow", allow);
-			kit_problem(&req, 405, "%s is not allowed here; allowed: %s",
-				    req.method, allow);
-		} else if (req.route_status == 404) {
-			kit_problem(&req, 404, "no route for %s %s", req.method, req.path);
+		if (req->route_status == 405) {
+			kit_response_header(req, "Allow", allow);
+			kit_problem(req, 405, "%s is not allowed here; allowed: %s",
+				    req->method, allow);
+		} else if (req->route_status == 404) {
+			kit_problem(req, 404, "no route for %s %s", req->method, req->path);
 		} else {
-			req.handler(&req);
+			req->handler(req);
 		}
 	}
-	if (req.status == 0) /* a handler that forgot to answer is our bug */
-		kit_problem(&req, 500, "the handler sent no response");
+	if (req->status == 0) /* a handler that forgot to answer is our bug */
+		kit_problem(req, 500, "the handler sent no response");
 
 	/* 5. The finish hooks, last middleware first. */
 	for (int i = ran - 1; i >= 0; i--) {
 		if (app->middleware[i]->finish != NULL)
-			app->middleware[i]->finish(&req, app->middleware_state[i]);
+			app->middleware[i]->finish(req, app->middleware_state[i]);
 	}
 
-	free(req.body);
-	cJSON_Delete(req.json);
-	return req.status;
+	free(req->body);
+	cJSON_Delete(req->json);
+	return req->status;
+}
+
+/* civetweb's request handler: the context from civetweb's request info. */
+static int dispatch(struct mg_connection *conn, void *cbdata)
+{
+	const struct mg_request_info *info = mg_get_request_info(conn);
+	struct kit_request req;
+
+	memset(&req, 0, offsetof(struct kit_request, extra_headers));
+	req.extra_headers[0] = '\0';
+	req.extra_headers_len = 0;
+	req.app = cbdata;
+	req.conn = conn;
+	req.start_ns = kit_now_ns();
+	req.method = info->request_method;
+	req.path = info->local_uri != NULL ? info->local_uri : "/";
+	req.query = info->query_string;
+	return kit_app_serve(&req, info->remote_addr);
 }
 
 static void *thread_start(const struct mg_context *ctx, int thread_type)
@@ -380,6 +386,15 @@ static void *thread_start(const struct mg_context *ctx, int thread_type)
 	return thread;
 }
 
+void kit_thread_release(struct kit_thread *thread)
+{
+	for (int i = 0; i < thread->app->resource_count; i++) {
+		if (thread->resources[i] != NULL)
+			thread->app->resources[i].destroy(thread->resources[i]);
+		thread->resources[i] = NULL;
+	}
+}
+
 static void thread_stop(const struct mg_context *ctx, int thread_type,
 			void *pointer)
 {
@@ -387,10 +402,7 @@ static void thread_stop(const struct mg_context *ctx, int thread_type,
 
 	if (thread == NULL)
 		return;
-	for (int i = 0; i < thread->app->resource_count; i++) {
-		if (thread->resources[i] != NULL)
-			thread->app->resources[i].destroy(thread->resources[i]);
-	}
+	kit_thread_release(thread);
 	free(thread);
 }
 
@@ -403,7 +415,8 @@ static int log_civetweb_message(const struct mg_connection *conn,
 
 void *kit_thread_resource(struct kit_request *req, int slot)
 {
-	struct kit_thread *thread = mg_get_thread_pointer(req->conn);
+	struct kit_thread *thread = req->loop_conn != NULL ? kit_loop_thread(req)
+							     : mg_get_thread_pointer(req->conn);
 	const struct kit_thread_resource_entry *entry = &req->app->resources[slot];
 
 	if (thread->resources[slot] == NULL)
@@ -456,6 +469,8 @@ int kit_app_run(struct kit_app *app)
 	sigaddset(&stop_signals, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (app->event_loop)
+		return kit_loop_run(app, &stop_signals);
 
 	memset(&callbacks, 0, sizeof(callbacks));
 	callbacks.init_thread = thread_start;

@@ -9,6 +9,7 @@
 #ifndef KIT_INTERNAL_H
 #define KIT_INTERNAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,7 +46,10 @@ struct kit_app {
 	char bind_address[64];
 	char instance_id[64];        /* INSTANCE_ID: sent as X-Instance       */
 	long port;
-	long worker_threads;
+	long worker_threads;         /* civetweb: one per open connection     */
+	bool event_loop;             /* kit_app_use_event_loop(): the second core */
+	long loop_threads;           /* LOOP_THREADS                          */
+	long loop_max_idle;          /* idle upstream connections per loop    */
 	long max_body;
 	char trusted_proxies[KIT_MAX_TRUSTED_PROXIES][48];
 	int trusted_proxy_count;
@@ -75,6 +79,27 @@ struct kit_thread {
 	const struct kit_app *app;
 	void *resources[KIT_MAX_THREAD_RESOURCES];
 };
+
+/* Frees a thread's resources (each one's destroy), on the thread that
+ * owned them, when it exits. */
+void kit_thread_release(struct kit_thread *thread);
+
+/* Runs one request through the app: the route, the chain, the handler and
+ * the finish hooks; then frees what the request allocated. The caller has
+ * filled app, the transport (conn, or loop_conn and http), method, path,
+ * query, start_ns and the body fields; peer is the socket's address.
+ * Returns the status sent. Both server cores call it. */
+int kit_app_serve(struct kit_request *req, const char *peer);
+
+/* The event-loop core (event_loop.c). kit_loop_run serves until one of
+ * stop_signals arrives and returns the exit code; kit_loop_send queues
+ * a response's bytes on the request's connection and sends what the
+ * socket takes (close_after: close the connection once it is out);
+ * kit_loop_thread is the calling loop thread's resources. */
+int kit_loop_run(struct kit_app *app, const sigset_t *stop_signals);
+void kit_loop_send(struct kit_request *req, const char *data, size_t len,
+		   bool close_after);
+struct kit_thread *kit_loop_thread(struct kit_request *req);
 
 /* The type slug of a problem for status ("not-found"). */
 const char *kit_problem_slug(int status);

@@ -7,7 +7,10 @@
  *
  * Connection pool. Each civetweb worker owns one curl easy handle (a
  * per-thread resource): libcurl does not allow running threads to share a
- * connection cache, and one handle per worker needs no lock at all. The
+ * connection cache, and one handle per worker needs no lock at all. On the
+ * event-loop core (kit/event_loop.h) every request in flight has a handle
+ * of its own, and the connections live in the loop thread's multi handle,
+ * shared by all of them (up to max_idle_per_upstream per upstream). The
  * handle keeps up to pool.max_idle_per_thread keep-alive connections and
  * closes those idle longer than pool.idle_timeout_seconds, which is shorter
  * than the services' own keep-alive (30 s), so we close first and rarely
@@ -53,10 +56,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <civetweb.h>
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "kit/event_loop.h"
 #include "kit/gateway.h"
 #include "kit/metrics.h"
 #include "kit/request.h"
@@ -65,22 +68,27 @@
 #include "kit/tracing.h"
 #include "gateway_internal.h"
 
-#define MAX_SOCKETS 64 /* per thread: far above max_idle_per_thread */
+#define SPARE_HANDLES 256 /* easy handles kept for reuse per thread */
 #define KIT_MAX_PROXIED_HEADERS 64 /* response headers passed back, at most */
 
-/* One worker's curl handle and the sockets it has open (so a close, which
- * libcurl may do during a later request to another upstream, is counted
- * against the upstream the socket belonged to). */
+/* A thread's curl handles and the sockets it has open, by descriptor (so
+ * a close, which libcurl may do during a later request to another
+ * upstream, is counted against the upstream the socket belonged to). */
 struct proxy_thread {
-	CURL *curl;
 	const struct kit_gateway_config *config;
-	struct kit_upstream *connecting;      /* the current request's upstream */
-	int sends;                            /* times this attempt's request
-	                                       * was about to go out (on_send) */
-	struct {
-		curl_socket_t fd;
-		struct kit_upstream *upstream;
-	} sockets[MAX_SOCKETS];
+	CURL *spare[SPARE_HANDLES];           /* idle handles: one on a civetweb
+	                                       * worker, more on a loop thread */
+	int spare_count;
+	struct kit_upstream **upstream_of_fd; /* grown to the highest fd seen  */
+	int fd_slots;
+};
+
+/* One attempt, as libcurl's callbacks see it. */
+struct attempt {
+	struct proxy_thread *thread;
+	struct kit_upstream *upstream;
+	int sends;                            /* times its request was about to
+	                                       * go out (on_send) */
 };
 
 static struct {
@@ -163,21 +171,31 @@ bool kit_proxy_drop_response_header(const char *name, const char *connection)
 static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
 				 struct curl_sockaddr *address)
 {
-	struct proxy_thread *thread = clientp;
-	struct kit_upstream *upstream = thread->connecting;
+	struct attempt *attempt = clientp;
+	struct proxy_thread *thread = attempt->thread;
+	struct kit_upstream *upstream = attempt->upstream;
 	curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
 
 	if (fd == CURL_SOCKET_BAD) {
 		atomic_fetch_add(&upstream->pool.errors, 1);
 		return CURL_SOCKET_BAD;
 	}
-	for (int i = 0; i < MAX_SOCKETS; i++) {
-		if (thread->sockets[i].upstream == NULL) {
-			thread->sockets[i].fd = fd;
-			thread->sockets[i].upstream = upstream;
-			break;
+	if (fd >= thread->fd_slots) {
+		int slots = fd + 64;
+		struct kit_upstream **bigger = realloc(thread->upstream_of_fd,
+						       (size_t)slots * sizeof(*bigger));
+
+		if (bigger == NULL) {
+			close(fd);
+			atomic_fetch_add(&upstream->pool.errors, 1);
+			return CURL_SOCKET_BAD;
 		}
+		memset(bigger + thread->fd_slots, 0,
+		       (size_t)(slots - thread->fd_slots) * sizeof(*bigger));
+		thread->upstream_of_fd = bigger;
+		thread->fd_slots = slots;
 	}
+	thread->upstream_of_fd[fd] = upstream;
 	atomic_fetch_add(&upstream->pool.created, 1);
 	return fd;
 }
@@ -186,12 +204,9 @@ static int close_socket(void *clientp, curl_socket_t fd)
 {
 	struct proxy_thread *thread = clientp;
 
-	for (int i = 0; i < MAX_SOCKETS; i++) {
-		if (thread->sockets[i].upstream != NULL && thread->sockets[i].fd == fd) {
-			atomic_fetch_add(&thread->sockets[i].upstream->pool.closed, 1);
-			thread->sockets[i].upstream = NULL;
-			break;
-		}
+	if (fd >= 0 && fd < thread->fd_slots && thread->upstream_of_fd[fd] != NULL) {
+		atomic_fetch_add(&thread->upstream_of_fd[fd]->pool.closed, 1);
+		thread->upstream_of_fd[fd] = NULL;
 	}
 	return close(fd);
 }
@@ -203,11 +218,6 @@ static void *proxy_thread_create(void *arg)
 	if (thread == NULL)
 		return NULL;
 	thread->config = arg;
-	thread->curl = curl_easy_init();
-	if (thread->curl == NULL) {
-		free(thread);
-		return NULL;
-	}
 	return thread;
 }
 
@@ -215,8 +225,28 @@ static void proxy_thread_destroy(void *resource)
 {
 	struct proxy_thread *thread = resource;
 
-	curl_easy_cleanup(thread->curl); /* closes the pool: close_socket counts */
+	/* Closes each handle's connections: close_socket counts them. */
+	while (thread->spare_count > 0)
+		curl_easy_cleanup(thread->spare[--thread->spare_count]);
+	free(thread->upstream_of_fd);
 	free(thread);
+}
+
+/* A handle for one exchange: an idle one of this thread's, or a new one.
+ * NULL when libcurl cannot make one. */
+static CURL *handle_get(struct proxy_thread *thread)
+{
+	if (thread->spare_count > 0)
+		return thread->spare[--thread->spare_count];
+	return curl_easy_init();
+}
+
+static void handle_put(struct proxy_thread *thread, CURL *curl)
+{
+	if (thread->spare_count < SPARE_HANDLES)
+		thread->spare[thread->spare_count++] = curl;
+	else
+		curl_easy_cleanup(curl);
 }
 
 /* CURLOPT_PREREQFUNCTION, set for proxied requests: libcurl is about to
@@ -229,10 +259,10 @@ static void proxy_thread_destroy(void *resource)
 static int on_send(void *clientp, char *primary_ip, char *local_ip,
 		   int primary_port, int local_port)
 {
-	struct proxy_thread *thread = clientp;
+	struct attempt *attempt = clientp;
 
-	thread->sends++;
-	return thread->sends == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
+	attempt->sends++;
+	return attempt->sends == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
 }
 
 /* ---- one exchange ---- */
@@ -338,15 +368,17 @@ static struct curl_slist *add_header(struct curl_slist *list, const char *name,
 static struct curl_slist *upstream_headers(struct kit_request *req,
 					   const char *trace_header)
 {
-	const struct mg_request_info *info = mg_get_request_info(req->conn);
 	const char *connection = kit_request_header(req, "Connection");
 	const char *host = kit_request_header(req, "Host");
 	struct curl_slist *list = NULL;
+	int count = kit_request_header_count(req);
 
-	for (int i = 0; i < info->num_headers; i++) {
-		const struct mg_header *header = &info->http_headers[i];
-		if (!kit_proxy_drop_request_header(header->name, connection))
-			list = add_header(list, header->name, header->value);
+	for (int i = 0; i < count; i++) {
+		const char *name, *value;
+
+		kit_request_header_at(req, i, &name, &value);
+		if (!kit_proxy_drop_request_header(name, connection))
+			list = add_header(list, name, value);
 	}
 	/* The client as the gateway sees it: req->client_ip is the socket peer,
 	 * or (behind a trusted proxy) the address that proxy reported. */
@@ -374,10 +406,11 @@ static bool is_idempotent(const char *method)
 }
 
 /* Sets up the handle for one attempt. */
-static void prepare(CURL *curl, struct proxy_thread *thread, struct kit_request *req,
+static void prepare(CURL *curl, struct attempt *attempt, struct kit_request *req,
 		    const char *url, struct curl_slist *headers,
 		    struct exchange *exchange, long timeout_ms)
 {
+	struct proxy_thread *thread = attempt->thread;
 	const struct kit_gateway_config *config = thread->config;
 
 	curl_easy_reset(curl); /* keeps the connection cache */
@@ -392,7 +425,7 @@ static void prepare(CURL *curl, struct proxy_thread *thread, struct kit_request 
 								 : config->connect_timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, thread);
+	curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, attempt);
 	curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
 	curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, thread);
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -518,7 +551,9 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	const struct kit_split_variant *variant = NULL;
 	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
 	struct exchange exchange = { .body_limit = (size_t)proxy.config->max_response_bytes };
+	struct attempt attempt = { .thread = thread };
 	struct curl_slist *headers = NULL;
+	CURL *curl;
 	char url[2048], operation[160];
 	uint64_t started = kit_now_ns();
 	long status = 0, connects = 0;
@@ -559,9 +594,12 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 		return result;
 
 	/* 4. The exchange, and at most one retry within the same timeout. */
-	thread->connecting = upstream;
+	curl = handle_get(thread);
+	if (curl == NULL)
+		return kit_problem(req, 503, "the gateway could not create an HTTP client");
+	attempt.upstream = upstream;
 	atomic_fetch_add(&upstream->pool.in_use, 1);
-	for (int attempt = 0;; attempt++) {
+	for (int tries = 0;; tries++) {
 		long elapsed_ms = (long)((kit_now_ns() - started) / 1000000);
 		long left_ms = route->timeout_ms - elapsed_ms;
 		char trace_header[KIT_TRACE_HEADER_MAX];
@@ -577,33 +615,33 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 		exchange.body_len = 0;
 		exchange.headers_len = 0;
 		exchange.too_large = false;
-		prepare(thread->curl, thread, req, url, headers, &exchange,
+		prepare(curl, &attempt, req, url, headers, &exchange,
 			left_ms > 0 ? left_ms : 1);
 		if (proxy.config->max_idle_per_upstream == 0) {
 			/* Pooling off: a handshake per request, as the guide's
 			 * "without connection pooling" picture (benchmarks). */
-			curl_easy_setopt(thread->curl, CURLOPT_FRESH_CONNECT, 1L);
-			curl_easy_setopt(thread->curl, CURLOPT_FORBID_REUSE, 1L);
+			curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
+			curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
 		} else if (atomic_load(&upstream->pool.created) -
 				   atomic_load(&upstream->pool.closed) >
 			   proxy.config->max_idle_per_upstream) {
-			curl_easy_setopt(thread->curl, CURLOPT_FORBID_REUSE, 1L);
+			curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
 		}
-		thread->sends = 0;
-		curl_easy_setopt(thread->curl, CURLOPT_PREREQFUNCTION, on_send);
-		curl_easy_setopt(thread->curl, CURLOPT_PREREQDATA, thread);
+		attempt.sends = 0;
+		curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, on_send);
+		curl_easy_setopt(curl, CURLOPT_PREREQDATA, &attempt);
 		atomic_fetch_add(&upstream->pool.requests, 1);
 		kit_metric_add(proxy.requests, labels, 1);
-		code = curl_easy_perform(thread->curl);
-		curl_easy_getinfo(thread->curl, CURLINFO_NUM_CONNECTS, &connects);
+		code = kit_http_perform(curl); /* on an event loop: yields */
+		curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &connects);
 		/* libcurl wanted to send again (on_send refused): the reused
 		 * connection closed without an answer. Say so in the log. */
-		bool resend_refused = thread->sends > 1;
+		bool resend_refused = attempt.sends > 1;
 		if (resend_refused)
 			code = CURLE_GOT_NOTHING;
 		status = 0;
 		if (code == CURLE_OK)
-			curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
+			curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
 		else
 			kit_span_log_error(span, curl_easy_strerror(code));
 		kit_trace_client_finish(span, (int)status);
@@ -613,11 +651,12 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 			       code == CURLE_RECV_ERROR;
 		/* A refused re-send had already opened its new connection. */
 		bool reused = connects == 0 || resend_refused;
-		if (attempt == 0 && dropped && reused && is_idempotent(req->method) &&
+		if (tries == 0 && dropped && reused && is_idempotent(req->method) &&
 		    route->timeout_ms - (long)((kit_now_ns() - started) / 1000000) > 0)
 			continue; /* the upstream closed an idle connection: once more */
 		break;
 	}
+	handle_put(thread, curl);
 	atomic_fetch_sub(&upstream->pool.in_use, 1);
 	kit_metric_observe(proxy.duration, labels, (double)(kit_now_ns() - started) / 1e9);
 
@@ -671,18 +710,20 @@ static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
 	struct kit_upstream *upstream = arg;
 	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
 	struct exchange exchange = { .body_limit = 65536 };
+	struct attempt attempt = { .thread = thread, .upstream = upstream };
+	CURL *curl = thread != NULL ? handle_get(thread) : NULL;
 	char url[300];
 	long status = 0;
 	CURLcode code = CURLE_FAILED_INIT;
 
 	cJSON_AddStringToObject(check, "url", upstream->url);
-	if (thread != NULL) {
+	if (curl != NULL) {
 		snprintf(url, sizeof(url), "%s/health", upstream->url);
-		thread->connecting = upstream;
-		prepare(thread->curl, thread, req, url, NULL, &exchange, 1000);
-		curl_easy_setopt(thread->curl, CURLOPT_HTTPGET, 1L);
-		code = curl_easy_perform(thread->curl);
-		curl_easy_getinfo(thread->curl, CURLINFO_RESPONSE_CODE, &status);
+		prepare(curl, &attempt, req, url, NULL, &exchange, 1000);
+		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+		code = kit_http_perform(curl);
+		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+		handle_put(thread, curl);
 	}
 	free(exchange.body);
 	free(exchange.headers);
@@ -729,6 +770,8 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 	proxy.config = config;
 	proxy.thread_slot = kit_app_thread_resource(app, proxy_thread_create,
 						    proxy_thread_destroy, config);
+	/* On an event loop, one connection cache serves every upstream. */
+	kit_loop_set_max_idle(app, config->max_idle_per_upstream * config->upstream_count);
 	proxy.duration = kit_metric_register(KIT_HISTOGRAM, "gateway_upstream_request_duration_seconds",
 		"Time from sending a request upstream to its last byte back, retry included.",
 		upstream_label, NULL, 0);

@@ -15,6 +15,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
+#include "kit/http_parser.h"
 #include "kit/request.h"
 #include "kit/response.h"
 
@@ -39,9 +40,34 @@ int kit_utc_timestamp(long long when, char *out, size_t size)
 
 const char *kit_request_header(const struct kit_request *req, const char *name)
 {
+	if (req->http != NULL)
+		return kit_http_header_value(req->http, name);
 	if (req->conn == NULL)
 		return NULL;
 	return mg_get_header(req->conn, name);
+}
+
+int kit_request_header_count(const struct kit_request *req)
+{
+	if (req->http != NULL)
+		return req->http->header_count;
+	if (req->conn == NULL)
+		return 0;
+	return mg_get_request_info(req->conn)->num_headers;
+}
+
+void kit_request_header_at(const struct kit_request *req, int i,
+			   const char **name, const char **value)
+{
+	if (req->http != NULL) {
+		*name = req->http->headers[i].name;
+		*value = req->http->headers[i].value;
+	} else {
+		const struct mg_header *header = &mg_get_request_info(req->conn)->http_headers[i];
+
+		*name = header->name;
+		*value = header->value;
+	}
 }
 
 const char *kit_request_param(const struct kit_request *req, const char *name)
@@ -55,13 +81,23 @@ const char *kit_request_param(const struct kit_request *req, const char *name)
 
 int kit_request_body(struct kit_request *req)
 {
-	const struct mg_request_info *info = mg_get_request_info(req->conn);
+	const struct mg_request_info *info;
 	size_t limit = kit_app_max_body(req->app);
-	long long declared = info->content_length;
+	long long declared;
 	size_t capacity;
 
 	if (req->body_read)
 		return KIT_NEXT;
+	if (req->http != NULL) {
+		/* The event loop read the body before the request started,
+		 * unless it was over the limit (then it is not read at all). */
+		if (req->http->content_length >= 0)
+			return kit_problem(req, 413, "the body is %lld bytes; the limit is %zu",
+					   req->http->content_length, limit);
+		return kit_problem(req, 413, "the body is over the %zu byte limit", limit);
+	}
+	info = mg_get_request_info(req->conn);
+	declared = info->content_length;
 	if (declared > (long long)limit)
 		return kit_problem(req, 413, "the body is %lld bytes; the limit is %zu",
 				   declared, limit);

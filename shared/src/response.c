@@ -20,6 +20,8 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
+#include "internal.h"
+#include "kit/http_parser.h"
 #include "kit/request.h"
 #include "kit/response.h"
 
@@ -123,10 +125,13 @@ static const char *http_date(void)
 static bool closes_connection(const struct kit_request *req, int status)
 {
 	const char *connection = kit_request_header(req, "Connection");
-	const struct mg_request_info *info = mg_get_request_info(req->conn);
+	const struct mg_request_info *info;
 
 	if (status == 401)
 		return true;
+	if (req->loop_conn != NULL) /* event loop: it closes for the same reasons */
+		return req->http == NULL || !req->http->keep_alive || req->body_too_large;
+	info = mg_get_request_info(req->conn);
 	if (info->content_length > 0 && !req->body_read)
 		return true;
 	return connection != NULL && strcasecmp(connection, "close") == 0;
@@ -149,6 +154,16 @@ static void append(char *head, size_t *used, const char *fmt, ...)
 		*used += (size_t)n < HEAD_MAX - *used ? (size_t)n : HEAD_MAX - 1 - *used;
 }
 
+/* One write, on whichever server core the request came in. */
+static void write_out(struct kit_request *req, const char *data, size_t len,
+		      bool closing)
+{
+	if (req->loop_conn != NULL)
+		kit_loop_send(req, data, len, closing);
+	else
+		mg_write(req->conn, data, len);
+}
+
 int kit_respond(struct kit_request *req, int status, const char *content_type,
 		const void *body, size_t len)
 {
@@ -156,6 +171,7 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 	char *buffer = stack_buffer;
 	bool send_body = strcmp(req->method, "HEAD") != 0;
 	bool no_length = status == 204 || status == 304 || status < 200;
+	bool closing;
 	size_t head_len;
 
 	if (req->status != 0) {
@@ -169,7 +185,7 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 			static const char no_memory[] =
 				"HTTP/1.1 500 Internal Server Error\r\n"
 				"Content-Length: 0\r\nConnection: close\r\n\r\n";
-			mg_write(req->conn, no_memory, sizeof(no_memory) - 1);
+			write_out(req, no_memory, sizeof(no_memory) - 1, true);
 			req->status = 500;
 			return 500;
 		}
@@ -182,7 +198,8 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 		append(buffer, &head_len, "Content-Type: %s\r\n", content_type);
 	if (!no_length)
 		append(buffer, &head_len, "Content-Length: %zu\r\n", len);
-	if (closes_connection(req, status))
+	closing = closes_connection(req, status);
+	if (closing)
 		append(buffer, &head_len, "Connection: close\r\n");
 	append(buffer, &head_len, "%s\r\n", req->extra_headers);
 	if (send_body && len > 0 && !no_length)
@@ -190,7 +207,7 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 	else
 		len = 0;
 
-	mg_write(req->conn, buffer, head_len + len);
+	write_out(req, buffer, head_len + len, closing);
 	if (buffer != stack_buffer)
 		free(buffer);
 	req->status = status;

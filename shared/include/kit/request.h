@@ -20,6 +20,8 @@
 #include "kit/app.h"
 
 struct mg_connection;
+struct kit_http_head;
+struct kit_loop_conn;
 struct cJSON;
 struct kit_store;
 struct kit_rate_limit_config;
@@ -47,7 +49,9 @@ struct kit_param {
 struct kit_request {
 	/* Filled by the dispatcher before the first middleware. */
 	struct kit_app *app;
-	struct mg_connection *conn;
+	struct mg_connection *conn;          /* civetweb core, else NULL        */
+	struct kit_loop_conn *loop_conn;     /* event-loop core, else NULL      */
+	const struct kit_http_head *http;    /* event-loop core: the parsed head */
 	const char *method;       /* "GET", "POST", ...                      */
 	const char *path;         /* decoded path without the query string   */
 	const char *query;        /* raw query string, or NULL               */
@@ -78,6 +82,7 @@ struct kit_request {
 	char *body;
 	size_t body_len;
 	bool body_read;
+	bool body_too_large;      /* event-loop core: over MAX_BODY_BYTES, unread */
 	struct cJSON *json;       /* parsed by kit_request_json, freed after */
 
 	/* The response, as sent (kit_respond). */
@@ -89,6 +94,12 @@ struct kit_request {
 
 /* A request header's value, or NULL. name is case-insensitive. */
 const char *kit_request_header(const struct kit_request *req, const char *name);
+
+/* The number of request headers, and the i-th one's name and value
+ * (0 <= i < count), as the client sent them: for passing them on. */
+int kit_request_header_count(const struct kit_request *req);
+void kit_request_header_at(const struct kit_request *req, int i,
+			   const char **name, const char **value);
 
 /* The value of route parameter name (":name" in the pattern), or NULL. */
 const char *kit_request_param(const struct kit_request *req, const char *name);

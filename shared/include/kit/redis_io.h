@@ -1,0 +1,38 @@
+/*
+ * kit/redis_io.h - hiredis calls that wait without holding up the thread
+ * (src/redis_io.c).
+ *
+ * hiredis's blocking API sleeps in read(2) until Redis answers. That is
+ * fine on a civetweb worker, which serves one request, and wrong on an
+ * event-loop thread, which serves hundreds: every one of them would wait
+ * for this request's Redis round trip. These two functions use hiredis on
+ * a non-blocking socket and wait with kit_wait_fd() (kit/event_loop.h):
+ * on a loop thread only the calling request waits; on a civetweb worker
+ * it is the same blocking call as before, with a timeout.
+ *
+ * A context is used by one request at a time (hiredis contexts are not
+ * thread-safe, and replies come back in order): a loop thread keeps a
+ * small pool of them, one per request waiting on Redis at once.
+ */
+#ifndef KIT_REDIS_IO_H
+#define KIT_REDIS_IO_H
+
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+/* Connects to host:port within timeout_ms. Returns a connected context,
+ * or NULL after writing the reason (at most size bytes) into error.
+ * Free it with redisFree(). */
+redisContext *kit_redis_connect(const char *host, int port, long timeout_ms,
+				char *error, size_t size);
+
+/* Sends one command (argc arguments, each argv[i] of argvlen[i] bytes) and
+ * waits at most timeout_ms for its reply. Returns the reply (free it with
+ * freeReplyObject; a Redis error is a reply of type REDIS_REPLY_ERROR), or
+ * NULL when the connection failed or timed out: c->errstr says why, and c
+ * must then be freed, not used again. */
+redisReply *kit_redis_command(redisContext *c, long timeout_ms, int argc,
+			      const char **argv, const size_t *argvlen);
+
+#endif
