@@ -170,6 +170,7 @@ must_start "gateway G3 (RATE_LIMIT_FREE=20) is healthy on $G3" \
 G3_PID=$GATEWAY_PID
 
 TODAY=$(date -u +%F)
+declare -A PIPE_TOKEN=()
 UUID_V4='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
 UPSTREAMS=(users url-shortener analytics)
 declare -A UPSTREAM_PORTS=([users]=$USERS_PORT [url-shortener]=$URL_SHORTENER_PORT
@@ -507,6 +508,53 @@ for gateway in "$G2" "$G3"; do
 	LIMITED=$(awk -v a="$LIMITED" -v b="${n:-0}" 'BEGIN { print a + b }')
 done
 check_num 'gateway_rate_limit_decisions_total{decision="limited"}, G2 + G3' "$LIMITED" '==' 41
+
+# ---------------------------------------------------------------------------
+section "one Redis connection per loop thread: every reply reaches its request"
+# On the event loop the rate limiter sends the commands of all a thread's
+# requests down one Redis connection and hands the replies out in order
+# (kit/redis_io.h). A reply given to the wrong request would count one
+# user's hit against another. Three new users, a to c: b is 10 hits ahead
+# and c 20 before 30 requests (10 each) go out at once, so each user's
+# X-RateLimit-Remaining values must be exactly its own run of ten.
+# ---------------------------------------------------------------------------
+step "30 GET /api/v1/users/me at once, 10 each for users a, b and c"
+for user in a b c; do
+	PIPE_TOKEN[$user]=$(make_token HS256 "$SECRET" \
+		"$(jq -cn --arg sub "pipe-$user-$RANDOM" --argjson now "$(date +%s)" \
+			'{sub: $sub, tier: "free", iat: $now, exp: ($now + 600)}')")
+done
+for _ in $(seq 1 10); do
+	curl -s -o /dev/null -H "Authorization: Bearer ${PIPE_TOKEN[b]}" "$G1/api/v1/users/me"
+done
+for _ in $(seq 1 20); do
+	curl -s -o /dev/null -H "Authorization: Bearer ${PIPE_TOKEN[c]}" "$G1/api/v1/users/me"
+done
+# All 30 start together (a barrier), each prints "user remaining".
+python3 - "$G1_PORT" "${PIPE_TOKEN[a]}" "${PIPE_TOKEN[b]}" "${PIPE_TOKEN[c]}" \
+	>"$TEST_DIR/pipe-remaining.txt" <<'PY'
+import http.client, sys, threading
+port, tokens = int(sys.argv[1]), dict(zip("abc", sys.argv[2:5]))
+start, lock, lines = threading.Barrier(30), threading.Lock(), []
+def one(user):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    start.wait()
+    connection.request("GET", "/api/v1/users/me",
+                       headers={"Authorization": "Bearer " + tokens[user]})
+    remaining = connection.getresponse().getheader("X-RateLimit-Remaining")
+    with lock:
+        lines.append(f"{user} {remaining}")
+threads = [threading.Thread(target=one, args=(user,)) for user in "abc" for _ in range(10)]
+for thread in threads: thread.start()
+for thread in threads: thread.join()
+print("\n".join(sorted(lines)))
+PY
+for user in a b c; do
+	case $user in a) first=99990 ;; b) first=99980 ;; c) first=99970 ;; esac
+	check_eq "user $user's Remaining values are exactly $first..$((first + 9))" \
+		"$(seq "$first" $((first + 9)) | tr '\n' ' ')" \
+		"$(awk -v u="$user" '$1 == u { print $2 }' "$TEST_DIR/pipe-remaining.txt" | sort -n | tr '\n' ' ')"
+done
 
 # ---------------------------------------------------------------------------
 section "the rate-limit Redis goes away, and comes back"

@@ -96,6 +96,7 @@ struct coroutine {
 	struct watch wait_watch;     /* WATCH_WAIT: the fd is ready               */
 	int wait_fd;
 	int wait_result;             /* WAITING, then 1 ready or 0 timed out      */
+	bool sleeping;               /* in kit_waiter_sleep, not on an fd         */
 	uint64_t wait_deadline_ns;
 	struct coroutine *wait_prev, *wait_next;
 
@@ -134,6 +135,7 @@ struct kit_loop_conn {
 	uint64_t deadline_ns;        /* 0: none (the app is running)              */
 	struct coroutine *coroutine; /* while IN_APP                              */
 	struct kit_loop_conn *prev, *next;
+	struct kit_loop_conn *queued_next; /* waiting for a coroutine         */
 };
 
 /* A socket libcurl asked us to watch. */
@@ -166,6 +168,9 @@ struct loop {
 
 	struct kit_loop_conn *conns; /* every open connection                    */
 	int conn_count;
+	int active;                  /* requests running (coroutines in use)     */
+	struct kit_loop_conn *queued_head, *queued_tail; /* requests waiting for
+	                              * one of LOOP_MAX_REQUESTS coroutines     */
 	uint64_t next_sweep_ns;
 };
 
@@ -330,6 +335,41 @@ int kit_wait_fd(int fd, short events, long timeout_ms)
 		epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
 	}
 	return co->wait_result;
+}
+
+struct kit_waiter *kit_waiter_self(void)
+{
+	return (struct kit_waiter *)current_coroutine;
+}
+
+int kit_waiter_sleep(long timeout_ms)
+{
+	struct coroutine *co = current_coroutine;
+	struct loop *loop = co->loop;
+
+	co->wait_fd = -1;
+	co->wait_result = WAITING;
+	co->wait_deadline_ns = kit_now_ns() + ms_to_ns(timeout_ms);
+	co->wait_prev = NULL;
+	co->wait_next = loop->waiting;
+	if (loop->waiting != NULL)
+		loop->waiting->wait_prev = co;
+	loop->waiting = co;
+	co->sleeping = true;
+	coroutine_yield(co);
+	co->sleeping = false;
+	return co->wait_result;
+}
+
+void kit_waiter_wake(struct kit_waiter *waiter)
+{
+	struct coroutine *co = (struct coroutine *)waiter;
+
+	if (!co->sleeping || co->wait_result != WAITING)
+		return;
+	co->wait_result = 1;
+	waiting_remove(co->loop, co);
+	make_ready(co->loop, co);
 }
 
 CURLcode kit_http_perform(CURL *easy)
@@ -583,6 +623,7 @@ static void conn_request_done(struct kit_loop_conn *conn)
 
 	coroutine_put(loop, conn->coroutine);
 	conn->coroutine = NULL;
+	loop->active--;
 	/* What the request took off the input: its head and its body. */
 	size_t used = conn->head.head_len + conn->body_consumed;
 
@@ -618,19 +659,52 @@ static void conn_request_done(struct kit_loop_conn *conn)
 static void conn_start_app(struct kit_loop_conn *conn)
 {
 	struct loop *loop = conn->loop;
-	struct coroutine *co = coroutine_get(loop);
+	struct coroutine *co;
 
+	conn->state = IN_APP;
+	conn->deadline_ns = 0;
+	/* Back-pressure: at most LOOP_MAX_REQUESTS requests run at once on
+	 * a loop thread (each holds a stack, a curl handle, buffers). The
+	 * others wait their turn here, in arrival order. */
+	if (loop->active >= loop->app->loop_max_requests) {
+		conn->queued_next = NULL;
+		if (loop->queued_tail != NULL)
+			loop->queued_tail->queued_next = conn;
+		else
+			loop->queued_head = conn;
+		loop->queued_tail = conn;
+		return;
+	}
+	co = coroutine_get(loop);
 	if (co == NULL) {
+		conn->state = READING_HEAD;
 		conn_refuse(conn, 503, "the server is out of memory");
 		return;
 	}
+	loop->active++;
 	co->conn = conn;
 	conn->coroutine = co;
-	conn->state = IN_APP;
-	conn->deadline_ns = 0;
 	coroutine_resume(loop, co);
 	if (co->finished)
 		conn_request_done(conn);
+}
+
+/* A coroutine came free: the longest-waiting request gets it. */
+static void start_queued(struct loop *loop)
+{
+	struct kit_loop_conn *conn = loop->queued_head;
+
+	if (conn == NULL || loop->active >= loop->app->loop_max_requests)
+		return;
+	loop->queued_head = conn->queued_next;
+	if (loop->queued_head == NULL)
+		loop->queued_tail = NULL;
+	if (conn->state == CLOSING) { /* its client left while it waited */
+		conn->state = READING_HEAD;
+		conn_close(conn);
+		return;
+	}
+	conn_start_app(conn);
 }
 
 /* Whether the body has arrived (READING_BODY); false: wait for more. */
@@ -787,7 +861,7 @@ static void conn_read(struct kit_loop_conn *conn)
 		ssize_t n;
 
 		if (conn->in_size - conn->in_len < 4096) {
-			size_t size = conn->in_size ? conn->in_size * 2 : 8192;
+			size_t size = conn->in_size ? conn->in_size * 2 : 4096 + 1;
 			char *bigger;
 
 			if (size > limit + 1)
@@ -1001,6 +1075,8 @@ static void *loop_main(void *arg)
 			if (loop->conn_count == 0 || now >= stop_deadline)
 				break;
 		}
+		while (loop->queued_head != NULL && loop->active < loop->app->loop_max_requests)
+			start_queued(loop);
 		n = epoll_wait(loop->epoll_fd, events, MAX_EVENTS, next_timeout_ms(loop, now));
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "%s: epoll_wait: %s\n", kit_app_name(loop->app),
@@ -1164,7 +1240,8 @@ void kit_app_use_event_loop(struct kit_app *app)
 		kit_app_fail(app, "SERVER_CORE: \"%s\" is neither events nor threads", core);
 		return;
 	}
-	if (kit_env_long("LOOP_THREADS", cpus > 0 ? cpus : 1, 1, 64, &app->loop_threads) != 0) {
+	if (kit_env_long("LOOP_THREADS", cpus > 0 ? cpus : 1, 1, 64, &app->loop_threads) != 0 ||
+	    kit_env_long("LOOP_MAX_REQUESTS", 64, 1, 4096, &app->loop_max_requests) != 0) {
 		app->failed = true;
 		return;
 	}

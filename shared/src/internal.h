@@ -49,6 +49,7 @@ struct kit_app {
 	long worker_threads;         /* civetweb: one per open connection     */
 	bool event_loop;             /* kit_app_use_event_loop(): the second core */
 	long loop_threads;           /* LOOP_THREADS                          */
+	long loop_max_requests;      /* LOOP_MAX_REQUESTS: running per thread */
 	long loop_max_idle;          /* idle upstream connections per loop    */
 	long max_body;
 	char trusted_proxies[KIT_MAX_TRUSTED_PROXIES][48];

@@ -763,7 +763,7 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 
 	if (config == NULL)
 		return; /* kit_gateway_config_load has already failed start-up */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	if (curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
 		kit_app_fail(app, "curl_global_init failed");
 		return;
 	}

@@ -24,10 +24,10 @@
  * atomic deadline), then lets one request try again; it reconnects by
  * itself when Redis is back.
  *
- * Threads: each thread owns its Redis connections (a per-thread resource;
- * hiredis contexts are not thread-safe); on an event-loop thread, a
- * request waiting on Redis lets the others run (kit/redis_io.h). The
- * back-off deadline is atomic.
+ * Threads: each thread owns its Redis connection (a per-thread resource;
+ * hiredis contexts are not thread-safe). On an event-loop thread its
+ * requests share it, pipelined, and one waiting on Redis lets the others
+ * run (kit/redis_io.h). The back-off deadline is atomic.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,93 +68,41 @@ struct redis_limiter {
 	struct kit_metric *errors;
 };
 
-/* A thread's idle connections to Redis. A civetweb worker has at most one;
- * a loop thread one for each of its requests waiting on Redis at once
- * (a context carries one request's command at a time, kit/redis_io.h). */
-#define POOL_MAX 64
-struct redis_pool {
-	const struct redis_limiter *limiter;
-	redisContext *idle[POOL_MAX];
-	int idle_count;
-};
-
-static void *pool_create(void *arg)
+/* A thread's connection to Redis: one pipe (kit/redis_io.h), shared by the
+ * thread's requests, created on first use. */
+static void *pipe_create(void *arg)
 {
-	struct redis_pool *pool = calloc(1, sizeof(*pool));
+	const struct redis_limiter *limiter = arg;
 
-	if (pool != NULL)
-		pool->limiter = arg;
-	return pool;
+	return kit_redis_pipe_new(limiter->redis.host, limiter->redis.port, limiter->redis.db,
+				  limiter->timeout_ms);
 }
 
-/* Frees every idle connection: after one failed, Redis has probably
- * restarted, and the others are as stale. */
-static void pool_drop_all(struct redis_pool *pool)
+static void pipe_destroy(void *resource)
 {
-	while (pool->idle_count > 0)
-		redisFree(pool->idle[--pool->idle_count]);
+	kit_redis_pipe_free(resource);
 }
 
-static void pool_destroy(void *resource)
+/* One command; a failure on a connection that had answered before (Redis
+ * may have restarted since) is retried once on a new one, or every
+ * thread's first request after a restart would fail and Redis would seem
+ * down for seconds. NULL when Redis cannot be reached. */
+static redisReply *command(struct kit_redis_pipe *pipe, int argc, const char **argv,
+			   const size_t *argv_len)
 {
-	struct redis_pool *pool = resource;
+	bool stale;
+	redisReply *reply = kit_redis_pipe_command(pipe, argc, argv, argv_len, &stale);
 
-	pool_drop_all(pool);
-	free(pool);
+	if (reply == NULL && stale)
+		reply = kit_redis_pipe_command(pipe, argc, argv, argv_len, &stale);
+	return reply;
 }
 
-/* An idle connection (*fresh = false), or a new one (*fresh = true).
- * Returns NULL when Redis cannot be reached (reason on stderr). */
-static redisContext *pool_take(struct redis_pool *pool, bool *fresh)
-{
-	const struct redis_limiter *limiter = pool->limiter;
-	char error[128];
-	redisContext *c;
-
-	if (pool->idle_count > 0) {
-		*fresh = false;
-		return pool->idle[--pool->idle_count];
-	}
-	*fresh = true;
-	c = kit_redis_connect(limiter->redis.host, limiter->redis.port, limiter->timeout_ms,
-			      error, sizeof(error));
-	if (c == NULL) {
-		fprintf(stderr, "rate_limit_redis: connect %s:%d: %s\n", limiter->redis.host,
-			limiter->redis.port, error);
-		return NULL;
-	}
-	if (limiter->redis.db != 0) {
-		char db[16];
-		const char *argv[] = { "SELECT", db };
-		size_t argv_len[] = { 6, 0 };
-		redisReply *reply;
-
-		argv_len[1] = (size_t)snprintf(db, sizeof(db), "%d", limiter->redis.db);
-		reply = kit_redis_command(c, limiter->timeout_ms, 2, argv, argv_len);
-		if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-			fprintf(stderr, "rate_limit_redis: SELECT %s failed\n", db);
-			freeReplyObject(reply);
-			redisFree(c);
-			return NULL;
-		}
-		freeReplyObject(reply);
-	}
-	return c;
-}
-
-static void pool_give_back(struct redis_pool *pool, redisContext *c)
-{
-	if (pool->idle_count < POOL_MAX)
-		pool->idle[pool->idle_count++] = c;
-	else
-		redisFree(c);
-}
-
-/* One EVALSHA (EVAL the first time a Redis sees the script). Returns the
- * count, or -1 when the reply was not a count; *broken is set when the
- * connection failed (it must then be freed). */
-static long long run_script(const struct redis_limiter *limiter, redisContext *c,
-			    const char *key, long ttl_ms, bool *broken)
+/* Counts one hit on key: EVALSHA (EVAL the first time a Redis sees the
+ * script). Returns the count, or -1 when Redis cannot be reached or the
+ * reply is not a count. */
+static long long count_hit(const struct redis_limiter *limiter, struct kit_redis_pipe *pipe,
+			   const char *key, long ttl_ms)
 {
 	redisReply *reply;
 	long long count = -1;
@@ -165,7 +113,7 @@ static long long run_script(const struct redis_limiter *limiter, redisContext *c
 	/* The arguments as an array, not a format string: hiredis then
 	 * copies them instead of parsing a format on every request. */
 	argv_len[4] = (size_t)snprintf(ttl_text, sizeof(ttl_text), "%ld", ttl_ms);
-	reply = kit_redis_command(c, limiter->timeout_ms, 5, argv, argv_len);
+	reply = command(pipe, 5, argv, argv_len);
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
 	    strncmp(reply->str, "NOSCRIPT", 8) == 0) {
 		/* First use on this Redis (or after a restart): send the
@@ -175,13 +123,10 @@ static long long run_script(const struct redis_limiter *limiter, redisContext *c
 		argv_len[0] = 4;
 		argv[1] = count_script;
 		argv_len[1] = strlen(count_script);
-		reply = kit_redis_command(c, limiter->timeout_ms, 5, argv, argv_len);
+		reply = command(pipe, 5, argv, argv_len);
 	}
-	*broken = reply == NULL;
-	if (reply == NULL) {
-		fprintf(stderr, "rate_limit_redis: %s\n", c->errstr);
+	if (reply == NULL)
 		return -1;
-	}
 	if (reply->type == REDIS_REPLY_INTEGER)
 		count = reply->integer;
 	else
@@ -191,83 +136,22 @@ static long long run_script(const struct redis_limiter *limiter, redisContext *c
 	return count;
 }
 
-/* Counts one hit on key; returns the count, or -1 when Redis cannot be
- * reached. A pooled connection may be stale (Redis restarted since it was
- * last used): that failure is retried once on a fresh connection before it
- * counts, or every thread's first request after a restart would fail and
- * Redis would seem down for seconds. */
-static long long count_hit(struct redis_pool *pool, const char *key, long ttl_ms)
-{
-	bool fresh, broken;
-	redisContext *c = pool_take(pool, &fresh);
-	long long count;
-
-	if (c == NULL)
-		return -1;
-	count = run_script(pool->limiter, c, key, ttl_ms, &broken);
-	if (broken) {
-		redisFree(c);
-		pool_drop_all(pool);
-		if (fresh)
-			return -1;
-		c = pool_take(pool, &fresh);
-		if (c == NULL)
-			return -1;
-		count = run_script(pool->limiter, c, key, ttl_ms, &broken);
-		if (broken) {
-			redisFree(c);
-			return -1;
-		}
-	}
-	pool_give_back(pool, c);
-	return count;
-}
-
-/* PING on c: true when Redis answered; *broken as for run_script. */
-static bool ping(const struct redis_limiter *limiter, redisContext *c, bool *broken)
-{
-	const char *argv[] = { "PING" };
-	size_t argv_len[] = { 4 };
-	redisReply *reply = kit_redis_command(c, limiter->timeout_ms, 1, argv, argv_len);
-	bool ok = reply != NULL && reply->type == REDIS_REPLY_STATUS;
-
-	*broken = reply == NULL;
-	freeReplyObject(reply);
-	return ok;
-}
-
 /* /health: can this thread reach Redis now? (Ignores the back-off, so it
  * also shows when Redis has come back.) */
 static bool redis_health(struct kit_request *req, void *arg, cJSON *check)
 {
 	const struct redis_limiter *limiter = arg;
-	struct redis_pool *pool = kit_thread_resource(req, limiter->thread_slot);
-	redisContext *c = NULL;
-	bool fresh = true, broken = false, ok = false;
+	struct kit_redis_pipe *pipe = kit_thread_resource(req, limiter->thread_slot);
+	const char *argv[] = { "PING" };
+	size_t argv_len[] = { 4 };
+	redisReply *reply = pipe != NULL ? command(pipe, 1, argv, argv_len) : NULL;
+	bool ok = reply != NULL && reply->type == REDIS_REPLY_STATUS;
 
+	freeReplyObject(reply);
 	cJSON_AddStringToObject(check, "on_error", limiter->fail_open ? "open" : "closed");
-	if (pool != NULL)
-		c = pool_take(pool, &fresh);
-	if (c == NULL) {
-		cJSON_AddStringToObject(check, "detail", "cannot connect");
-		return false;
-	}
-	ok = ping(limiter, c, &broken);
-	if (broken && !fresh) { /* stale: Redis restarted since; once more */
-		redisFree(c);
-		pool_drop_all(pool);
-		c = pool_take(pool, &fresh);
-		if (c != NULL)
-			ok = ping(limiter, c, &broken);
-	}
-	if (c != NULL) {
-		if (broken)
-			redisFree(c);
-		else
-			pool_give_back(pool, c);
-	}
 	if (!ok)
-		cJSON_AddStringToObject(check, "detail", "PING failed");
+		cJSON_AddStringToObject(check, "detail", reply == NULL ? "cannot reach Redis"
+									: "PING failed");
 	return ok;
 }
 
@@ -294,8 +178,8 @@ static int rate_limit_redis_init(struct kit_app *app, void **state)
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
 		snprintf(limiter->script_sha + 2 * i, 3, "%02x", digest[i]);
 
-	limiter->thread_slot = kit_app_thread_resource(app, pool_create,
-						       pool_destroy, limiter);
+	limiter->thread_slot = kit_app_thread_resource(app, pipe_create,
+						       pipe_destroy, limiter);
 	limiter->decisions = kit_metric_register(KIT_COUNTER, "gateway_rate_limit_decisions_total",
 		"Rate-limit decisions: allowed, limited, or skipped because Redis was unreachable.",
 		(const char *const[]){ "policy", "decision", NULL }, NULL, 0);
@@ -315,7 +199,7 @@ static int rate_limit_redis_handle(struct kit_request *req, void *state)
 	struct redis_limiter *limiter = state;
 	const struct kit_rate_limit_config *config =
 		req->rate_limit != NULL ? req->rate_limit : &limiter->defaults;
-	struct redis_pool *pool;
+	struct kit_redis_pipe *pipe;
 	struct kit_rate_decision decision;
 	const char *tier_policy;
 	char who[96], key[192];
@@ -330,9 +214,9 @@ static int rate_limit_redis_handle(struct kit_request *req, void *state)
 	limit = kit_rate_limit_for(config, req, who, sizeof(who), &tier_policy);
 	snprintf(key, sizeof(key), "rl:%s:%s:%lld", config->name, who, (long long)window_start);
 
-	pool = kit_thread_resource(req, limiter->thread_slot);
-	if (pool != NULL && now_ns >= atomic_load(&limiter->skip_until_ns)) {
-		count = count_hit(pool, key, (config->window_seconds + 1) * 1000);
+	pipe = kit_thread_resource(req, limiter->thread_slot);
+	if (pipe != NULL && now_ns >= atomic_load(&limiter->skip_until_ns)) {
+		count = count_hit(limiter, pipe, key, (config->window_seconds + 1) * 1000);
 		if (count < 0) {
 			kit_metric_add(limiter->errors, NULL, 1);
 			atomic_store(&limiter->skip_until_ns,

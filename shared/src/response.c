@@ -26,7 +26,6 @@
 #include "kit/response.h"
 
 #define HEAD_MAX (KIT_RESPONSE_HEADERS_MAX + 512)
-#define STACK_RESPONSE_MAX 16384
 
 const char *kit_status_text(int status)
 {
@@ -167,8 +166,7 @@ static void write_out(struct kit_request *req, const char *data, size_t len,
 int kit_respond(struct kit_request *req, int status, const char *content_type,
 		const void *body, size_t len)
 {
-	char stack_buffer[STACK_RESPONSE_MAX];
-	char *buffer = stack_buffer;
+	char *buffer;
 	bool send_body = strcmp(req->method, "HEAD") != 0;
 	bool no_length = status == 204 || status == 304 || status < 200;
 	bool closing;
@@ -179,16 +177,17 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 			req->method, req->path, req->status, status);
 		return req->status;
 	}
-	if (len + HEAD_MAX > sizeof(stack_buffer)) {
-		buffer = malloc(len + HEAD_MAX);
-		if (buffer == NULL) {
-			static const char no_memory[] =
-				"HTTP/1.1 500 Internal Server Error\r\n"
-				"Content-Length: 0\r\nConnection: close\r\n\r\n";
-			write_out(req, no_memory, sizeof(no_memory) - 1, true);
-			req->status = 500;
-			return 500;
-		}
+	/* On the heap, not the stack: on the event-loop core a request's
+	 * stack is a coroutine's, and every page of it that a request ever
+	 * touches stays resident (a malloc costs far less than a page). */
+	buffer = malloc(len + HEAD_MAX);
+	if (buffer == NULL) {
+		static const char no_memory[] =
+			"HTTP/1.1 500 Internal Server Error\r\n"
+			"Content-Length: 0\r\nConnection: close\r\n\r\n";
+		write_out(req, no_memory, sizeof(no_memory) - 1, true);
+		req->status = 500;
+		return 500;
 	}
 
 	head_len = 0;
@@ -208,8 +207,7 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 		len = 0;
 
 	write_out(req, buffer, head_len + len, closing);
-	if (buffer != stack_buffer)
-		free(buffer);
+	free(buffer);
 	req->status = status;
 	req->bytes_sent = head_len + len;
 	return status;

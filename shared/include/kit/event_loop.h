@@ -42,6 +42,19 @@ int kit_wait_fd(int fd, short events, long timeout_ms);
  * limit, kit_loop_set_max_idle()). */
 CURLcode kit_http_perform(CURL *easy);
 
+/* A request waiting for another request of the same loop thread (a reply
+ * read off a shared connection by whichever request reads first). */
+struct kit_waiter;
+/* The calling request, or NULL on a civetweb worker (nothing to wait for
+ * there: a worker serves one request at a time). */
+struct kit_waiter *kit_waiter_self(void);
+/* Sleeps until kit_waiter_wake() or timeout_ms. Returns 1 when woken, 0
+ * on timeout. Only for a request on a loop thread (kit_waiter_self() !=
+ * NULL). */
+int kit_waiter_sleep(long timeout_ms);
+/* Wakes waiter if it sleeps; it runs again once the loop gets to it. */
+void kit_waiter_wake(struct kit_waiter *waiter);
+
 /* How many idle connections each loop thread's multi handle keeps (libcurl
  * default otherwise). Call before kit_app_run(). */
 void kit_loop_set_max_idle(struct kit_app *app, long connections);
