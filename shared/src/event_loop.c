@@ -294,6 +294,22 @@ static void waiting_remove(struct loop *loop, struct coroutine *co)
 	co->wait_prev = co->wait_next = NULL;
 }
 
+/* Yields until the loop wakes co: its fd is ready, someone woke it, or
+ * timeout_ms passed (then wait_result is 0). */
+static void wait_until_woken(struct coroutine *co, long timeout_ms)
+{
+	struct loop *loop = co->loop;
+
+	co->wait_result = WAITING;
+	co->wait_deadline_ns = kit_now_ns() + ms_to_ns(timeout_ms);
+	co->wait_prev = NULL;
+	co->wait_next = loop->waiting;
+	if (loop->waiting != NULL)
+		loop->waiting->wait_prev = co;
+	loop->waiting = co;
+	coroutine_yield(co);
+}
+
 int kit_wait_fd(int fd, short events, long timeout_ms)
 {
 	struct coroutine *co = current_coroutine;
@@ -319,15 +335,7 @@ int kit_wait_fd(int fd, short events, long timeout_ms)
 			return -1;
 	}
 	co->wait_fd = fd;
-	co->wait_result = WAITING;
-	co->wait_deadline_ns = kit_now_ns() + ms_to_ns(timeout_ms);
-	co->wait_prev = NULL;
-	co->wait_next = loop->waiting;
-	if (loop->waiting != NULL)
-		loop->waiting->wait_prev = co;
-	loop->waiting = co;
-
-	coroutine_yield(co);
+	wait_until_woken(co, timeout_ms);
 
 	if (co->wait_result == 0) {
 		/* Timed out with the event still armed: disarm it, or it would
@@ -345,18 +353,10 @@ struct kit_waiter *kit_waiter_self(void)
 int kit_waiter_sleep(long timeout_ms)
 {
 	struct coroutine *co = current_coroutine;
-	struct loop *loop = co->loop;
 
 	co->wait_fd = -1;
-	co->wait_result = WAITING;
-	co->wait_deadline_ns = kit_now_ns() + ms_to_ns(timeout_ms);
-	co->wait_prev = NULL;
-	co->wait_next = loop->waiting;
-	if (loop->waiting != NULL)
-		loop->waiting->wait_prev = co;
-	loop->waiting = co;
 	co->sleeping = true;
-	coroutine_yield(co);
+	wait_until_woken(co, timeout_ms);
 	co->sleeping = false;
 	return co->wait_result;
 }
