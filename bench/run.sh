@@ -28,6 +28,8 @@
 #   gateway-pipeline  wrk -> build/bin/gateway, the whole Phase 2 chain: JWT
 #                     verified, rate limit counted in Redis (limit too high
 #                     to trip), metrics, access log to a file, pooled proxy
+#   gateway-threads   the same on civetweb's thread per connection
+#                     (SERVER_CORE=threads) instead of the event loop
 #   gateway-nopool    the same, the pool off: "max_idle_per_upstream": 0
 #   express           wrk -> the guide's Express gateway (bench/express)
 #   monolith-expand   wrk -> Phase 1 monolith, GET /expand/<code> (Redis)
@@ -124,7 +126,7 @@ if [ "$CONNECTIONS" -gt 1000 ]; then
 	exit 2
 fi
 
-ALL_SCENARIOS=(direct nginx-proxy gateway-bare gateway-pipeline gateway-nopool express
+ALL_SCENARIOS=(direct nginx-proxy gateway-bare gateway-pipeline gateway-threads gateway-nopool express
 	monolith-expand gateway-expand phase3-x3 phase3-x1)
 SCENARIOS=()
 if [ -z "$SCENARIO_LIST" ]; then
@@ -171,8 +173,10 @@ NGINX=$(command -v nginx)
 CLOCK_TICKS=$(getconf CLK_TCK)
 
 # civetweb spends one worker thread on every open connection, so every kit
-# server gets more threads than wrk opens connections; the services behind
-# the gateway get more than the gateway's whole pool to them.
+# server on it (the services, the monolith, gateway-threads) gets more
+# threads than wrk opens connections; the services behind the gateway get
+# more than the gateway's whole pool to them. (The event-loop gateways
+# ignore WORKER_THREADS.)
 GATEWAY_THREADS=$((CONNECTIONS + 16 > 64 ? CONNECTIONS + 16 : 64))
 SERVICE_THREADS=$((GATEWAY_THREADS + 32))
 SECRET="bench-secret-0123456789abcdef-0123456789abcdef"
@@ -186,6 +190,7 @@ declare -A TITLE=(
 	[nginx-proxy]="nginx reverse proxy, keep-alive pool"
 	[gateway-bare]="Phase 2 gateway, proxy only"
 	[gateway-pipeline]="Phase 2 gateway, whole pipeline"
+	[gateway-threads]="the same on civetweb's threads (SERVER_CORE=threads)"
 	[gateway-nopool]="Phase 2 gateway, pipeline, no pool"
 	[express]="guide's Express gateway (JWT + proxy)"
 	[monolith-expand]="Phase 1 monolith, GET /expand/:code"
@@ -198,11 +203,13 @@ declare -A TITLE=(
 declare -A SUBJECT_NAME=(
 	[direct]="upstream nginx worker" [nginx-proxy]="proxy nginx worker"
 	[gateway-bare]="gateway" [gateway-pipeline]="gateway" [gateway-nopool]="gateway"
+	[gateway-threads]="gateway"
 	[express]="node" [monolith-expand]="monolith" [gateway-expand]="gateway"
 	[phase3-x3]="3 gateways" [phase3-x1]="1 gateway" [gateway-pipeline-c200]="gateway"
 )
 declare -A OTHER_NAME=(
 	[gateway-pipeline]="Redis" [gateway-nopool]="Redis" [monolith-expand]="Redis"
+	[gateway-threads]="Redis"
 	[gateway-expand]="url-shortener + Redis" [phase3-x3]="nginx LB + Redis"
 	[phase3-x1]="nginx LB + Redis" [gateway-pipeline-c200]="Redis"
 )
@@ -564,7 +571,7 @@ fi
 # monolith's in 2. Without persistence: nothing here must survive.
 REDIS_PORT=""
 REDIS_PID=""
-for name in gateway-pipeline gateway-nopool monolith-expand gateway-expand phase3-x3 phase3-x1; do
+for name in gateway-pipeline gateway-threads gateway-nopool monolith-expand gateway-expand phase3-x3 phase3-x1; do
 	selected "$name" || continue
 	REDIS_PORT=$(free_port)
 	if start_bench_redis "$REDIS_PORT"; then
@@ -598,16 +605,17 @@ if selected gateway-bare; then
 	fi
 fi
 
-# start_pipeline NAME CONFIG: build/bin/gateway with the whole chain on the
-# fixed upstream; the pooling-off config may be refused by a gateway that
-# does not know a pool of 0 yet: that is "not available".
+# start_pipeline NAME CONFIG [VAR=VALUE...]: build/bin/gateway with the
+# whole chain on the fixed upstream; the pooling-off config may be refused
+# by a gateway that does not know a pool of 0 yet: that is "not available".
 start_pipeline() {
 	local name=$1 config=$2 port
+	shift 2
 	port=$(free_port)
 	need_redis "$name" || return 0
 	if [ ! -x "$BIN_DIR/gateway" ]; then
 		broken "$name" "$BIN_DIR/gateway is missing (run make)"
-	elif start_kit "$name" "$BIN_DIR/gateway" "$port" GATEWAY_CONFIG="$config"; then
+	elif start_kit "$name" "$BIN_DIR/gateway" "$port" GATEWAY_CONFIG="$config" "$@"; then
 		URL[$name]="http://127.0.0.1:$port/bench"
 		EXPECT[$name]=$FIXED_BODY
 		SUBJECT_PIDS[$name]=$SERVICE_PID
@@ -620,6 +628,8 @@ start_pipeline() {
 	fi
 }
 selected gateway-pipeline && start_pipeline gateway-pipeline "$ROOT/bench/gateway.bench.json"
+selected gateway-threads && start_pipeline gateway-threads "$ROOT/bench/gateway.bench.json" \
+	SERVER_CORE=threads
 selected gateway-nopool && start_pipeline gateway-nopool "$ROOT/bench/gateway.nopool.json"
 
 # The guide's Express gateway: npm ci when its modules are missing.
@@ -1006,12 +1016,15 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "- **nginx-proxy**: nginx (1 worker, no access log) with \`upstream { keepalive 32; }\`,"
 	echo "  \`proxy_http_version 1.1\` and an empty Connection header (bench/nginx/proxy.conf)."
 	echo "- **gateway-bare**: build/bin/bench-gateway-bare (bench/gateway_bare.c): Phase 2's main"
-	echo "  with no \`kit_use()\` line: civetweb and the pooled libcurl proxy only."
+	echo "  with no \`kit_use()\` line: the event-loop core and the pooled libcurl proxy only."
 	echo "- **gateway-pipeline**: build/bin/gateway with bench/gateway.bench.json, route \`/bench\`"
 	echo "  authenticated: request id, access log (to a file), metrics, CORS, JWT verified on every"
 	echo "  request (wrk sends a valid HS256 token), rate limit counted in Redis (a limit of"
-	echo "  $HIGH_LIMIT, never reached), pooled proxy. The pool may keep a connection per worker"
-	echo "  (\`max_idle_per_upstream\`: 256), as nginx's does; $GATEWAY_THREADS worker threads."
+	echo "  $HIGH_LIMIT, never reached), pooled proxy (\`max_idle_per_upstream\`: 256). The"
+	echo "  event-loop core: one loop thread per CPU, at most 64 requests running on each."
+	echo "- **gateway-threads**: the same binary and config with \`SERVER_CORE=threads\`: civetweb's"
+	echo "  thread per connection ($GATEWAY_THREADS worker threads), one Redis connection and one"
+	echo "  curl handle per thread. The difference to gateway-pipeline is the server core alone."
 	echo "- **gateway-nopool**: the same with \`\"max_idle_per_upstream\": 0\` (bench/gateway.nopool.json):"
 	echo "  every request opens and closes its upstream connection."
 	echo "- **express**: bench/express/server.js, the guide's gateway: \`jwt.verify\` in an async"
@@ -1025,7 +1038,7 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "  with the pipeline's config, three instances or one, behind an nginx load balancer with a"
 	echo "  keep-alive pool (bench/nginx/lb.conf). On 2 cores three instances cannot be faster than"
 	echo "  one; the rows show what the extra hop and the copies cost."
-	echo "- **gateway-pipeline-c200**: a fresh pipeline gateway with $((RSS_CONNECTIONS + 16)) worker threads at"
+	echo "- **gateway-pipeline-c200**: a fresh pipeline gateway (event-loop core) at"
 	echo "  $RSS_CONNECTIONS connections, once: its peak RSS is the memory target's number."
 	echo
 	echo "Every process runs on the same 2 cores as wrk (one wrk thread) and the upstream nginx"
