@@ -23,12 +23,13 @@
  *      one variant's upstream, the same one every time (see
  *      kit_split_choose()).
  *
- * The proxy (proxy.c) sends the request on with libcurl. Each civetweb
- * worker owns one curl easy handle (a per-thread resource): libcurl does not
- * let running threads share one connection cache, and a handle per worker
- * keeps up to pool.max_idle_per_thread keep-alive connections, reused
- * request after request. Pool statistics per upstream are counted from
- * libcurl's open/close socket callbacks.
+ * The proxy (proxy.c) sends the request on with libcurl. libcurl does not
+ * let running threads share one connection cache, so each thread has its
+ * own: on the event-loop core the loop thread's multi handle (shared by
+ * every request of that thread), on civetweb each worker's easy handle,
+ * which keeps up to pool.max_idle_per_thread keep-alive connections. Pool
+ * statistics per upstream are counted from libcurl's open/close socket
+ * callbacks.
  *
  * Threads: the configuration is loaded by main() and read-only after; pool
  * statistics are atomics. kit_split_choose() and kit_split_cookie() are pure.
@@ -138,7 +139,9 @@ struct kit_gateway_config {
 	int split_count;
 
 	/* "pool": {...} */
-	long max_idle_per_thread;   /* connections a worker keeps (4)        */
+	long max_idle_per_thread;   /* connections a civetweb worker keeps (4);
+	                             * a loop thread keeps up to
+	                             * max_idle_per_upstream per upstream    */
 	long max_idle_per_upstream; /* open connections to one upstream, all
 	                             * workers together, above which a used
 	                             * connection is closed, not kept (8);
