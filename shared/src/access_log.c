@@ -12,8 +12,9 @@
  * sprintf and an sscanf per number) cost about 5% of the gateway's CPU on
  * every request (docs/performance.md). The path is what a client sent, so
  * every string goes through put_string(), which escapes what JSON requires.
- * The line is written with one write(2), so lines from different threads
- * never interleave.
+ * The line is written whole (kit_write_stdout: on an event-loop thread,
+ * with the other lines of the loop's round in one write(2)), so lines from
+ * different threads never interleave.
  */
 #include <stdarg.h>
 #include <stdbool.h>
@@ -22,9 +23,9 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "kit/config.h"
+#include "kit/event_loop.h"
 #include "kit/middleware.h"
 #include "kit/request.h"
 
@@ -183,9 +184,8 @@ static void access_log_finish(struct kit_request *req, void *state)
 	put_string(&line, req->user.authenticated ? req->user.subject : NULL);
 	put(&line, "}\n", 2);
 
-	if (line.ok && write(STDOUT_FILENO, line.text, line.len) < 0) {
-		/* stdout gone: nothing useful to do from a worker thread */
-	}
+	if (line.ok)
+		kit_write_stdout(line.text, line.len);
 	if (line.text != line.stack)
 		free(line.text);
 }

@@ -166,6 +166,9 @@ struct loop {
 	int spare_count;
 	struct coroutine *waiting;   /* in kit_wait_fd, with a deadline          */
 
+	char *stdout_lines;          /* kit_write_stdout(), written once a round */
+	size_t stdout_len;
+
 	struct kit_loop_conn *conns; /* every open connection                    */
 	int conn_count;
 	int active;                  /* requests running (coroutines in use)     */
@@ -391,6 +394,48 @@ CURLcode kit_http_perform(CURL *easy)
 		coroutine_yield(co);
 	curl_multi_remove_handle(co->loop->multi, easy);
 	return co->curl_result;
+}
+
+/* ---- standard output, once a round ---- */
+
+#define STDOUT_BUFFER_MAX 65536
+
+static void write_all(const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(STDOUT_FILENO, data, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return; /* stdout is gone: nothing useful to do */
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
+static void stdout_flush(struct loop *loop)
+{
+	if (loop->stdout_len == 0)
+		return;
+	write_all(loop->stdout_lines, loop->stdout_len);
+	loop->stdout_len = 0;
+}
+
+void kit_write_stdout(const char *data, size_t len)
+{
+	struct loop *loop = current_loop;
+
+	if (loop != NULL && loop->stdout_len + len > STDOUT_BUFFER_MAX)
+		stdout_flush(loop);
+	if (loop != NULL && loop->stdout_lines == NULL && len <= STDOUT_BUFFER_MAX)
+		loop->stdout_lines = malloc(STDOUT_BUFFER_MAX);
+	if (loop == NULL || loop->stdout_lines == NULL || len > STDOUT_BUFFER_MAX) {
+		write_all(data, len); /* a civetweb worker, or no buffer */
+		return;
+	}
+	memcpy(loop->stdout_lines + loop->stdout_len, data, len);
+	loop->stdout_len += len;
 }
 
 /* ---- libcurl's multi interface on this loop ---- */
@@ -1138,7 +1183,10 @@ static void *loop_main(void *arg)
 			if (co->finished)
 				conn_request_done(co->conn);
 		}
+		stdout_flush(loop); /* the round's access log lines, in one write */
 	}
+	stdout_flush(loop);
+	free(loop->stdout_lines);
 	while (loop->conns != NULL) {
 		loop->conns->state = READING_HEAD;
 		conn_close(loop->conns);

@@ -55,6 +55,13 @@ int kit_waiter_sleep(long timeout_ms);
 /* Wakes waiter if it sleeps; it runs again once the loop gets to it. */
 void kit_waiter_wake(struct kit_waiter *waiter);
 
+/* Writes data (whole lines) to standard output: at once on a civetweb
+ * worker; on a loop thread at the end of the loop's current round, in one
+ * write(2) with the other lines of that round (an access log line per
+ * request would otherwise be a system call per request). Lines are never
+ * split or interleaved; one that cannot be buffered is written at once. */
+void kit_write_stdout(const char *data, size_t len);
+
 /* How many idle connections each loop thread's multi handle keeps (libcurl
  * default otherwise). Call before kit_app_run(). */
 void kit_loop_set_max_idle(struct kit_app *app, long connections);
