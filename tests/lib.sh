@@ -674,6 +674,22 @@ must_start() {
 	fi
 }
 
+# check_clean_stop: the end of a script. SERVER_NAMES (an associative array,
+# pid -> name) lists the servers that must stop on SIGTERM with exit 0 (a
+# leak found at exit under ASan makes it non-zero); then everything else
+# is stopped and every log is searched for sanitizer reports.
+check_clean_stop() {
+	local pid
+	stop_pids "${!SERVER_NAMES[@]}"
+	for pid in "${!SERVER_NAMES[@]}"; do
+		check_eq "${SERVER_NAMES[$pid]} exits 0" 0 "${STOPPED_STATUSES[$pid]:-not stopped}"
+	done
+	stop_all
+
+	step "sanitizer reports"
+	check_no_sanitizer_reports
+}
+
 # check_no_sanitizer_reports: one passing check when no server log in
 # TEST_DIR holds an AddressSanitizer, LeakSanitizer or UBSan report, else
 # one failing check per log that does, quoting its first line. Call it

@@ -1050,13 +1050,6 @@ section "clean stop, and sanitizers"
 step "SIGTERM"
 declare -A SERVER_NAMES=([$G1_PID]="gateway G1" [$G2_PID]="gateway G2" [$G3_PID]="gateway G3"
 	[$G4_PID]="gateway G4" [$FIXTURE_PID]="upstream fixture" [$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
-stop_pids "${!SERVER_NAMES[@]}"
-for pid in "${!SERVER_NAMES[@]}"; do
-	check_eq "${SERVER_NAMES[$pid]} exits 0" 0 "${STOPPED_STATUSES[$pid]:-not stopped}"
-done
-stop_all
-
-step "sanitizer reports"
-check_no_sanitizer_reports
+check_clean_stop
 
 finish

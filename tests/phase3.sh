@@ -669,13 +669,6 @@ declare -A SERVER_NAMES=([${G_PIDS[1]}]=api-gateway-1 [${G_PIDS[3]}]=api-gateway
 	[$USERS_PID]=users [$ANALYTICS_PID]=analytics [$V1_PID]=url-shortener-v1
 	[$V2_PID]=url-shortener-v2 [$CANARY_PID]=url-shortener-v2-canary
 	[$NGINX_MAIN_PID]=nginx)
-stop_pids "${!SERVER_NAMES[@]}"
-for pid in "${!SERVER_NAMES[@]}"; do
-	check_eq "${SERVER_NAMES[$pid]} exits 0" 0 "${STOPPED_STATUSES[$pid]:-not stopped}"
-done
-stop_all
-
-step "sanitizer reports"
-check_no_sanitizer_reports
+check_clean_stop
 
 finish

@@ -9,7 +9,11 @@
 #         tests/phase2.sh and then tests/phase3.sh against build/bin and
 #         build/asan/bin the same way (phase2.sh once more with the
 #         gateways on civetweb's threads, SERVER_CORE=threads, instead of
-#         the event loop), then tests/compare.sh (Phases 1, 2
+#         the event loop; between the two phases, tests/event_loop.sh
+#         against build/bin and build/asan/bin: the gateway's server core
+#         with exact bytes on the wire - malformed requests, paths,
+#         pipelining, 100-continue, chunked bodies, slow and vanishing
+#         clients, 300 connections), then tests/compare.sh (Phases 1, 2
 #         and 3 side by side: one check, that every step answered the same
 #         status on all three), and last the benchmark harness in smoke
 #         mode (bench/run.sh --smoke: one second per scenario, so it cannot
@@ -154,6 +158,8 @@ all)
 	run_sanitized "phase 2 ASan+UBSan (build/asan)" bash tests/phase2.sh build/asan/bin
 	run_script "phase 2, gateways on civetweb threads (SERVER_CORE=threads)" \
 		env SERVER_CORE=threads bash tests/phase2.sh build/bin
+	run_script "event-loop server core (build/bin)" bash tests/event_loop.sh build/bin
+	run_sanitized "event-loop server core ASan+UBSan (build/asan)" bash tests/event_loop.sh build/asan/bin
 	run_script "phase 3 (build/bin)" bash tests/phase3.sh build/bin
 	run_sanitized "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin

@@ -13,6 +13,9 @@ Endpoints:
                           Content-Type, plus X-Body-Sha256: the SHA-256 (hex)
                           of the bytes that arrived here.
   GET /big?bytes=N        200 with N bytes of "x" (Content-Length: N).
+  GET /slow?ms=N          sleeps N milliseconds (0..MAX_SLOW_MS), then 200
+                          {"slept_ms": N}: an upstream the gateway waits on,
+                          so a client can hang up while it does.
   GET /flaky, POST /flaky a keep-alive connection the upstream drops just as
                           the gateway reuses it. On each connection, the
                           first /flaky request of a method is answered (200,
@@ -52,10 +55,12 @@ import json
 import signal
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BIG_BYTES = 64 << 20
+MAX_SLOW_MS = 60000
 
 stats_lock = threading.Lock()
 stats = {}                       # "METHOD /path" -> requests received
@@ -129,6 +134,16 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply_json(400, {"error": "bytes must be 0..%d" % MAX_BIG_BYTES})
                 return
             self.reply(200, b"x" * size, "application/octet-stream")
+        elif url.path == "/slow" and self.command == "GET":
+            try:
+                delay_ms = int(parse_qs(url.query).get("ms", [""])[0])
+            except ValueError:
+                delay_ms = -1
+            if not 0 <= delay_ms <= MAX_SLOW_MS:
+                self.reply_json(400, {"error": "ms must be 0..%d" % MAX_SLOW_MS})
+                return
+            time.sleep(delay_ms / 1000)
+            self.reply_json(200, {"slept_ms": delay_ms})
         elif url.path == "/flaky" and self.command in ("GET", "POST"):
             seen = self.flaky_seen.get(self.command, 0) + 1
             self.flaky_seen[self.command] = seen

@@ -612,6 +612,8 @@ static void conn_refuse(struct kit_loop_conn *conn, int status, const char *deta
 	req.loop_conn = conn;
 	req.method = "GET";
 	req.path = "";
+	kit_new_request_id(req.request_id);
+	kit_response_header(&req, "X-Request-Id", req.request_id);
 	conn->close_after = true;
 	conn->state = IN_APP; /* kit_loop_send must not close it under us */
 	kit_problem(&req, status, "%s", detail);
@@ -621,6 +623,8 @@ static void conn_refuse(struct kit_loop_conn *conn, int status, const char *deta
 
 static void conn_serve(struct kit_loop_conn *conn);
 static void conn_read(struct kit_loop_conn *conn);
+static void conn_advance(struct kit_loop_conn *conn);
+static size_t conn_input_limit(const struct kit_loop_conn *conn);
 
 /* The coroutine's body: one request through the app. */
 static void coroutine_entry(void)
@@ -686,19 +690,8 @@ static void conn_request_done(struct kit_loop_conn *conn)
 	} else {
 		conn->in_len = 0;
 	}
-	if (!conn_flush(conn))
-		return;
-	if (conn->close_after) {
-		if (conn->out_len == 0)
-			conn_close(conn);
-		return;
-	}
 	conn->deadline_ns = kit_now_ns() + ms_to_ns(KEEP_ALIVE_TIMEOUT_MS);
-	/* A pipelined request may already be here. */
-	if (conn->in_len > 0)
-		conn_serve(conn);
-	else if (conn->readable)
-		conn_read(conn);
+	conn_advance(conn); /* a pipelined request may already be here */
 }
 
 static void conn_start_app(struct kit_loop_conn *conn)
@@ -752,8 +745,10 @@ static void start_queued(struct loop *loop)
 	conn_start_app(conn);
 }
 
-/* Whether the body has arrived (READING_BODY); false: wait for more. */
-static bool conn_body_ready(struct kit_loop_conn *conn)
+/* Whether the body has arrived (READING_BODY): BODY_READY, BODY_WAIT for
+ * more bytes, or BODY_REFUSED after conn_refuse() (conn may be freed). */
+enum { BODY_READY, BODY_WAIT, BODY_REFUSED };
+static int conn_body_ready(struct kit_loop_conn *conn)
 {
 	const char *raw = conn->in + conn->head.head_len;
 	size_t raw_len = conn->in_len - conn->head.head_len;
@@ -763,17 +758,17 @@ static bool conn_body_ready(struct kit_loop_conn *conn)
 		size_t want = (size_t)conn->head.content_length;
 
 		if (raw_len < want)
-			return false;
+			return BODY_WAIT;
 		conn->body = malloc(want + 1);
 		if (conn->body == NULL) {
 			conn_refuse(conn, 503, "the server is out of memory");
-			return false;
+			return BODY_REFUSED;
 		}
 		memcpy(conn->body, raw, want);
 		conn->body[want] = '\0';
 		conn->body_len = want;
 		conn->body_consumed = want;
-		return true;
+		return BODY_READY;
 	}
 	/* Chunked: decode what has arrived. Decoded bytes are never more
 	 * than raw ones, so the buffer grows to what the raw bytes could
@@ -794,7 +789,7 @@ static bool conn_body_ready(struct kit_loop_conn *conn)
 		bigger = realloc(conn->body, size);
 		if (bigger == NULL) {
 			conn_refuse(conn, 503, "the server is out of memory");
-			return false;
+			return BODY_REFUSED;
 		}
 		conn->body = bigger;
 		conn->body_size = size;
@@ -805,15 +800,17 @@ static bool conn_body_ready(struct kit_loop_conn *conn)
 	conn->body_len += produced;
 	if (result == 0) {
 		conn->body[conn->body_len] = '\0';
-		return true;
+		return BODY_READY;
 	}
 	if (result == 413) {
 		conn->body_too_large = true; /* kit_request_body answers 413 */
-		return true;
+		return BODY_READY;
 	}
-	if (result != KIT_HTTP_INCOMPLETE)
+	if (result != KIT_HTTP_INCOMPLETE) {
 		conn_refuse(conn, 400, "the chunked body is malformed");
-	return false;
+		return BODY_REFUSED;
+	}
+	return BODY_WAIT;
 }
 
 /* Parses and serves what is in the input buffer. */
@@ -828,6 +825,10 @@ static void conn_serve(struct kit_loop_conn *conn)
 		result = kit_http_parse_head(conn->in, conn->in_len, HEAD_MAX, &conn->head);
 		if (result == KIT_HTTP_INCOMPLETE)
 			return; /* the deadline was set when its first byte came */
+		/* Transfer-Encoding on HTTP/1.0: its framing cannot be trusted;
+		 * serve this request, then close (RFC 9112, 6.1). */
+		if (conn->head.chunked && conn->head.version_minor == 0)
+			conn->head.keep_alive = false;
 		if (result != 0) {
 			conn_refuse(conn, result, result == 431 ? "the request head is too large"
 					  : result == 505 ? "only HTTP/1.0 and HTTP/1.1 are served"
@@ -875,8 +876,16 @@ static void conn_serve(struct kit_loop_conn *conn)
 		}
 		conn->state = READING_BODY;
 	}
-	if (conn->state == READING_BODY && conn_body_ready(conn))
+	if (conn->state != READING_BODY)
+		return;
+	result = conn_body_ready(conn);
+	if (result == BODY_READY) {
 		conn_start_app(conn);
+	} else if (result == BODY_WAIT && conn->in_len + 1 >= conn_input_limit(conn)) {
+		/* The whole buffer and still no end: chunk framing alone
+		 * beyond every limit. */
+		conn_refuse(conn, 413, "the request is too large");
+	}
 }
 
 /* The parsed head points into the input buffer: when the buffer moves
@@ -894,28 +903,30 @@ static void head_move(struct kit_http_head *head, const char *from, const char *
 #undef MOVED
 }
 
-/* Reads what the socket has, then serves it. */
+/* The most input a connection buffers: a request's raw bytes stay here
+ * until it is done, and chunk framing may add to its body, so twice the
+ * body limit and some. Requests pipelined beyond it wait in the socket. */
+static size_t conn_input_limit(const struct kit_loop_conn *conn)
+{
+	return HEAD_MAX + 2 * kit_app_max_body(conn->loop->app) + 65536;
+}
+
+/* Reads what the socket has (as far as the input buffer goes), then
+ * serves it. */
 static void conn_read(struct kit_loop_conn *conn)
 {
-	/* A body's raw bytes stay here until its request is done; chunk
-	 * framing may add to them, so allow twice the body and some. */
-	size_t limit = HEAD_MAX + 2 * kit_app_max_body(conn->loop->app) + 65536;
+	size_t limit = conn_input_limit(conn);
 
 	conn->readable = false;
 	for (;;) {
 		ssize_t n;
 
-		if (conn->in_size - conn->in_len < 4096) {
+		if (conn->in_size - conn->in_len < 4096 && conn->in_size < limit + 1) {
 			size_t size = conn->in_size ? conn->in_size * 2 : 4096 + 1;
 			char *bigger;
 
 			if (size > limit + 1)
 				size = limit + 1;
-			if (size <= conn->in_len + 1) {
-				/* Chunk framing alone beyond every limit. */
-				conn_refuse(conn, 413, "the request is too large");
-				return;
-			}
 			/* Not realloc: the parsed head's pointers are moved over
 			 * while the old buffer still exists. */
 			bigger = malloc(size);
@@ -934,6 +945,10 @@ static void conn_read(struct kit_loop_conn *conn)
 		/* One byte kept free: the parser may need a NUL there. */
 		size_t room = conn->in_size - conn->in_len - 1;
 
+		if (room == 0) {
+			conn->readable = true; /* the rest waits in the socket */
+			break;
+		}
 		n = recv(conn->fd, conn->in + conn->in_len, room, 0);
 		if (n > 0) {
 			if (conn->in_len == 0)
@@ -962,6 +977,29 @@ static void conn_read(struct kit_loop_conn *conn)
 		conn_close(conn);
 }
 
+/* What a connection does when none of its requests runs: send what is
+ * queued; only once the client has taken all of it, serve the next
+ * request (already buffered, or read now). A client that pipelines
+ * requests but does not read the answers is thereby held to one answer
+ * at a time (back-pressure), instead of making the gateway build them all. */
+static void conn_advance(struct kit_loop_conn *conn)
+{
+	if (!conn_flush(conn))
+		return; /* closed */
+	if (conn->out_len > conn->out_sent)
+		return; /* EPOLLOUT brings us back */
+	if (conn->close_after) {
+		conn_close(conn);
+		return;
+	}
+	if (conn->readable)
+		conn_read(conn);
+	else if (conn->in_len > 0)
+		conn_serve(conn);
+	else if (conn->peer_closed)
+		conn_close(conn);
+}
+
 static void conn_on_event(struct kit_loop_conn *conn, uint32_t events)
 {
 	if (events & (EPOLLERR | EPOLLHUP)) {
@@ -971,16 +1009,16 @@ static void conn_on_event(struct kit_loop_conn *conn, uint32_t events)
 			return;
 		}
 	}
-	if ((events & EPOLLOUT) && conn->out_len > conn->out_sent) {
-		if (!conn_flush(conn))
-			return;
+	if (events & (EPOLLIN | EPOLLRDHUP))
+		conn->readable = true;
+	if (conn->state == IN_APP) {
+		/* Its request runs: send what it has answered so far; read
+		 * on when it is done (conn_request_done). */
+		if ((events & EPOLLOUT) && conn->out_len > conn->out_sent)
+			conn_flush(conn);
+		return;
 	}
-	if (events & (EPOLLIN | EPOLLRDHUP)) {
-		if (conn->state == READING_HEAD || conn->state == READING_BODY)
-			conn_read(conn);
-		else
-			conn->readable = true; /* read after the current request */
-	}
+	conn_advance(conn);
 }
 
 static void accept_connections(struct loop *loop)

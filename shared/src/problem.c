@@ -29,14 +29,18 @@ const char *kit_problem_slug(int status)
 	case 403: return "forbidden";
 	case 404: return "not-found";
 	case 405: return "method-not-allowed";
+	case 408: return "request-timeout";
 	case 409: return "conflict";
 	case 410: return "gone";
 	case 413: return "payload-too-large";
 	case 415: return "unsupported-media-type";
 	case 429: return "rate-limited";
+	case 431: return "request-header-fields-too-large";
+	case 501: return "not-implemented";
 	case 502: return "bad-gateway";
 	case 503: return "unavailable";
 	case 504: return "gateway-timeout";
+	case 505: return "http-version-not-supported";
 	default: return status >= 500 ? "internal-error" : "bad-request";
 	}
 }

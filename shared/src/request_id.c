@@ -31,7 +31,7 @@ static bool is_sane_id(const char *id)
 			  "0123456789._:-") == len;
 }
 
-static void new_uuid(char out[37])
+void kit_new_request_id(char out[37])
 {
 	uint64_t high = kit_random_u64(), low = kit_random_u64();
 
@@ -50,7 +50,7 @@ static int request_id_handle(struct kit_request *req, void *state)
 	if (sent != NULL && is_sane_id(sent))
 		snprintf(req->request_id, sizeof(req->request_id), "%s", sent);
 	else
-		new_uuid(req->request_id);
+		kit_new_request_id(req->request_id);
 	kit_response_header(req, "X-Request-Id", req->request_id);
 	return KIT_NEXT;
 }

@@ -126,6 +126,10 @@ int kit_json_string(struct kit_request *req, const struct cJSON *object,
  * opened on first use from REDIS_URL / STORE (see kit/store.h). Never NULL. */
 struct kit_store *kit_request_store(struct kit_request *req);
 
+/* A new request id (UUID v4, 36 characters and a NUL) into out: what
+ * request_id.c gives a request that did not bring a sane one. */
+void kit_new_request_id(char out[37]);
+
 /* Nanoseconds on the monotonic clock. */
 uint64_t kit_now_ns(void);
 
