@@ -66,6 +66,7 @@
 #define STACK_SIZE (128 * 1024)      /* a coroutine's stack (virtual; touched pages count) */
 #define SPARE_COROUTINES 256         /* kept for reuse per loop thread          */
 #define MAX_EVENTS 128
+#define ROUND_END_MAX 16             /* kit_at_round_end() calls per round      */
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -166,6 +167,11 @@ struct loop {
 	int spare_count;
 	struct coroutine *waiting;   /* in kit_wait_fd, with a deadline          */
 
+	struct {                     /* kit_at_round_end(), run once a round     */
+		void (*fn)(void *arg);
+		void *arg;
+	} round_end[ROUND_END_MAX];
+	int round_end_count;
 	char *stdout_lines;          /* kit_write_stdout(), written once a round */
 	size_t stdout_len;
 
@@ -212,15 +218,18 @@ static struct coroutine *coroutine_get(struct loop *loop)
 		mprotect(co->stack, 4096, PROT_NONE);
 		co->loop = loop;
 		co->wait_watch.kind = WATCH_WAIT;
+		/* Once per coroutine: getcontext costs a system call (the
+		 * signal mask), and makecontext below only needs the stack
+		 * and the link, which never change. */
+		getcontext(&co->context);
+		co->context.uc_stack.ss_sp = co->stack;
+		co->context.uc_stack.ss_size = STACK_SIZE;
+		co->context.uc_link = &loop->main_context;
 	}
 	co->next = NULL;
 	co->finished = false;
 	co->conn = NULL;
-	getcontext(&co->context);
-	co->context.uc_stack.ss_sp = co->stack;
-	co->context.uc_stack.ss_size = STACK_SIZE;
-	co->context.uc_link = &loop->main_context;
-	makecontext(&co->context, coroutine_entry, 0);
+	makecontext(&co->context, coroutine_entry, 0); /* start at the top again */
 	return co;
 }
 
@@ -394,6 +403,28 @@ CURLcode kit_http_perform(CURL *easy)
 		coroutine_yield(co);
 	curl_multi_remove_handle(co->loop->multi, easy);
 	return co->curl_result;
+}
+
+/* ---- work left for the end of the round ---- */
+
+void kit_at_round_end(void (*fn)(void *arg), void *arg)
+{
+	struct loop *loop = current_coroutine != NULL ? current_coroutine->loop : NULL;
+
+	if (loop == NULL || loop->round_end_count == ROUND_END_MAX) {
+		fn(arg); /* a civetweb worker, or too many: now */
+		return;
+	}
+	loop->round_end[loop->round_end_count].fn = fn;
+	loop->round_end[loop->round_end_count].arg = arg;
+	loop->round_end_count++;
+}
+
+static void run_round_end(struct loop *loop)
+{
+	for (int i = 0; i < loop->round_end_count; i++)
+		loop->round_end[i].fn(loop->round_end[i].arg);
+	loop->round_end_count = 0;
 }
 
 /* ---- standard output, once a round ---- */
@@ -1221,8 +1252,10 @@ static void *loop_main(void *arg)
 			if (co->finished)
 				conn_request_done(co->conn);
 		}
+		run_round_end(loop);
 		stdout_flush(loop); /* the round's access log lines, in one write */
 	}
+	run_round_end(loop);
 	stdout_flush(loop);
 	free(loop->stdout_lines);
 	while (loop->conns != NULL) {

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <hiredis/sds.h>
+
 #include "kit/event_loop.h"
 #include "kit/redis_io.h"
 #include "kit/request.h"
@@ -123,6 +125,7 @@ struct kit_redis_pipe {
 	redisContext *c;             /* NULL: connect on next use            */
 	bool connecting;             /* a request is connecting for everyone */
 	bool flushing;               /* a request is writing the output      */
+	bool flush_at_round_end;     /* kit_at_round_end(pipe_round_flush)   */
 	bool reading;                /* the head of the queue is reading     */
 	long replies;                /* replies read on this connection      */
 	struct pipe_call *head, *tail;
@@ -243,6 +246,19 @@ static int pipe_flush(struct kit_redis_pipe *pipe, uint64_t deadline_ns)
 	return pipe->c != NULL ? 0 : -1;
 }
 
+/* At the end of a loop round: the round's commands, in one write. What
+ * the socket does not take now is written by the request reading the
+ * replies (pipe_read_for), which may wait for the socket. */
+static void pipe_round_flush(void *arg)
+{
+	struct kit_redis_pipe *pipe = arg;
+	int done = 0;
+
+	pipe->flush_at_round_end = false;
+	if (pipe->c != NULL && !pipe->flushing && redisBufferWrite(pipe->c, &done) != REDIS_OK)
+		pipe_fail(pipe, pipe->c->errstr);
+}
+
 /* Reads replies for the queue until call's has come. Returns 0, or -1
  * after failing the pipe. */
 static int pipe_read_for(struct kit_redis_pipe *pipe, struct pipe_call *call,
@@ -270,7 +286,12 @@ static int pipe_read_for(struct kit_redis_pipe *pipe, struct pipe_call *call,
 				kit_waiter_wake(first->waiter);
 			continue;
 		}
-		int ready = kit_wait_fd(pipe->c->fd, POLLIN, left_ms(deadline_ns));
+		/* Commands the round's write left over (a full socket) are
+		 * written from here, as the socket takes them. */
+		bool unsent = !pipe->flush_at_round_end && sdslen(pipe->c->obuf) > 0;
+		int ready = kit_wait_fd(pipe->c->fd, unsent ? POLLIN | POLLOUT : POLLIN,
+					left_ms(deadline_ns));
+		int done;
 
 		/* Another request may have failed the pipe meanwhile (and a
 		 * new connection may be in use): then ours is done, and the
@@ -279,6 +300,10 @@ static int pipe_read_for(struct kit_redis_pipe *pipe, struct pipe_call *call,
 			return call->reply != NULL ? 0 : -1;
 		if (ready <= 0) {
 			pipe_fail(pipe, "timed out waiting for a reply");
+			return -1;
+		}
+		if (unsent && redisBufferWrite(pipe->c, &done) != REDIS_OK) {
+			pipe_fail(pipe, pipe->c->errstr);
 			return -1;
 		}
 		if (redisBufferRead(pipe->c) != REDIS_OK) {
@@ -314,7 +339,13 @@ redisReply *kit_redis_pipe_command(struct kit_redis_pipe *pipe, int argc,
 	else
 		pipe->head = &call;
 	pipe->tail = &call;
-	if (pipe_flush(pipe, deadline_ns) != 0) {
+	if (call.waiter != NULL) {
+		/* On a loop thread: written with the round's other commands. */
+		if (!pipe->flush_at_round_end) {
+			pipe->flush_at_round_end = true;
+			kit_at_round_end(pipe_round_flush, pipe);
+		}
+	} else if (pipe_flush(pipe, deadline_ns) != 0) {
 		*stale = replies_before > 0;
 		return NULL;
 	}

@@ -55,6 +55,14 @@ int kit_waiter_sleep(long timeout_ms);
 /* Wakes waiter if it sleeps; it runs again once the loop gets to it. */
 void kit_waiter_wake(struct kit_waiter *waiter);
 
+/* Runs fn(arg) at the end of the loop's current round, after every
+ * request that could run has run and before the loop waits again: work
+ * that many requests share is then done once (one write of the Redis
+ * commands of the whole round). On a civetweb worker, or outside a
+ * request, fn runs at once. The caller sees to it that it asks once per
+ * round, and that arg lives until then. */
+void kit_at_round_end(void (*fn)(void *arg), void *arg);
+
 /* Writes data (whole lines) to standard output: at once on a civetweb
  * worker; on a loop thread at the end of the loop's current round, in one
  * write(2) with the other lines of that round (an access log line per
