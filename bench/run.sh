@@ -515,7 +515,9 @@ KERNEL=$(uname -r)
 HOST=$(hostname 2>/dev/null || echo unknown)
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+# "+changes": the code differs from the commit (the previous report, which
+# this run replaces, does not count).
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- . ':!bench/results.*' 2>/dev/null)" ]; then
 	COMMIT="$COMMIT+changes"
 fi
 RUN_ID="$(date -u +%Y%m%dT%H%MZ)-$COMMIT"
