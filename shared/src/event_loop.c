@@ -856,10 +856,6 @@ static void conn_serve(struct kit_loop_conn *conn)
 		result = kit_http_parse_head(conn->in, conn->in_len, HEAD_MAX, &conn->head);
 		if (result == KIT_HTTP_INCOMPLETE)
 			return; /* the deadline was set when its first byte came */
-		/* Transfer-Encoding on HTTP/1.0: its framing cannot be trusted;
-		 * serve this request, then close (RFC 9112, 6.1). */
-		if (conn->head.chunked && conn->head.version_minor == 0)
-			conn->head.keep_alive = false;
 		if (result != 0) {
 			conn_refuse(conn, result, result == 431 ? "the request head is too large"
 					  : result == 505 ? "only HTTP/1.0 and HTTP/1.1 are served"
@@ -867,7 +863,11 @@ static void conn_serve(struct kit_loop_conn *conn)
 					  : "the request is malformed");
 			return;
 		}
-		target_len = strcspn(conn->head.target, "?");
+		/* Transfer-Encoding on HTTP/1.0: its framing cannot be trusted;
+		 * serve this request, then close (RFC 9112, 6.1). */
+		if (conn->head.chunked && conn->head.version_minor == 0)
+			conn->head.keep_alive = false;
+		target_len = conn->head.path_len;
 		if (conn->path_size < target_len + 1) {
 			char *bigger = realloc(conn->path, target_len + 1);
 
@@ -897,7 +897,7 @@ static void conn_serve(struct kit_loop_conn *conn)
 		}
 		if (conn->head.chunked)
 			kit_http_chunked_init(&conn->chunked);
-		if (conn->head.expect_continue && conn->head.version_minor == 1) {
+		if (conn->head.expect_continue) { /* the parser sets it on HTTP/1.1 only */
 			static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 			if (send(conn->fd, go_on, sizeof(go_on) - 1, MSG_NOSIGNAL) < 0) {
