@@ -617,6 +617,8 @@ check_eq "it carries an X-Request-Id, the problem's request_id" "header = reques
 	"$(raw '.responses[0] | (.headers["x-request-id"] // "") as $id | (.body | fromjson? | .request_id) as $rid
 		| if $id != "" and $rid == $id then "header = request_id, not empty"
 		  else "X-Request-Id \(if $id == "" then "absent" else $id | tojson end), request_id \($rid | tojson)" end')"
+check_eq "no empty \"instance\" (the request never had a path)" "absent" \
+	"$(raw '.responses[0].body | fromjson? | if has("instance") then "instance \(.instance | tojson)" else "absent" end')"
 
 # ---------------------------------------------------------------------------
 section "2. paths: a route is chosen on the normalized path"

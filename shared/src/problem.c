@@ -63,7 +63,8 @@ static int send_problem(struct kit_request *req, int status, cJSON *extra,
 	cJSON_AddStringToObject(problem, "title", kit_status_text(status));
 	cJSON_AddNumberToObject(problem, "status", status);
 	cJSON_AddStringToObject(problem, "detail", detail);
-	cJSON_AddStringToObject(problem, "instance", req->path);
+	if (req->path[0] != '\0') /* a request refused before its path was read has none */
+		cJSON_AddStringToObject(problem, "instance", req->path);
 	cJSON_AddStringToObject(problem, "request_id", req->request_id);
 	if (extra != NULL) {
 		cJSON *member = extra->child;
