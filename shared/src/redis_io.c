@@ -124,6 +124,7 @@ struct kit_redis_pipe {
 	long timeout_ms;
 	redisContext *c;             /* NULL: connect on next use            */
 	bool connecting;             /* a request is connecting for everyone */
+	long connect_attempts;       /* how many were made                   */
 	bool flushing;               /* a request is writing the output      */
 	bool flush_at_round_end;     /* kit_at_round_end(pipe_round_flush)   */
 	bool reading;                /* the head of the queue is reading     */
@@ -179,6 +180,7 @@ static int pipe_connect(struct kit_redis_pipe *pipe, uint64_t deadline_ns)
 {
 	char error[128];
 	redisContext *c;
+	long attempts = pipe->connect_attempts;
 
 	while (pipe->connecting) {
 		if (kit_now_ns() >= deadline_ns)
@@ -187,7 +189,12 @@ static int pipe_connect(struct kit_redis_pipe *pipe, uint64_t deadline_ns)
 	}
 	if (pipe->c != NULL)
 		return 0;
+	/* The attempt we waited for failed: Redis is not there. Trying again
+	 * at once, one request after another, would only repeat it. */
+	if (pipe->connect_attempts != attempts)
+		return -1;
 	pipe->connecting = true;
+	pipe->connect_attempts++;
 	c = kit_redis_connect(pipe->host, pipe->port, left_ms(deadline_ns), error, sizeof(error));
 	if (c != NULL && pipe->db != 0) {
 		char db[16];
