@@ -1258,6 +1258,9 @@ static void *loop_main(void *arg)
 	run_round_end(loop);
 	stdout_flush(loop);
 	free(loop->stdout_lines);
+	/* Past the stop deadline a request may still wait on an upstream:
+	 * its connection is closed here and its coroutine is never resumed
+	 * (the process is about to exit; it is not freed). */
 	while (loop->conns != NULL) {
 		loop->conns->state = READING_HEAD;
 		conn_close(loop->conns);
