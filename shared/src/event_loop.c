@@ -12,13 +12,18 @@
  *      body over the limit is not read: the request goes on marked too
  *      large, kit_request_body() answers 413, and the connection closes
  *   3. run the request through the app (kit_app_serve: the chain, the
- *      handler, the finish hooks) on a coroutine of its own. Where the
- *      code would block - Redis, the upstream - it calls kit_wait_fd() or
- *      kit_http_perform(), the coroutine yields, and the loop serves other
- *      connections until the socket is ready or the deadline passes
- *   4. send the response (kit_respond -> kit_loop_send), then go back to 1
- *      for the next request, or close (Connection: close, HTTP/1.0, a 401,
- *      an unread body)
+ *      handler, the finish hooks) on a coroutine of its own, once one of
+ *      LOOP_MAX_REQUESTS is free. Where the code would block - Redis, the
+ *      upstream - it calls kit_wait_fd() or kit_http_perform(), the
+ *      coroutine yields, and the loop serves other connections until the
+ *      socket is ready or the deadline passes
+ *   4. send the response (kit_respond -> kit_loop_send); once the client
+ *      has taken all of it, go back to 1 for the next request, or close
+ *      (Connection: close, HTTP/1.0, a 401, an unread body)
+ * A round of the loop: wait for events (epoll_wait), handle them, run
+ * every request that can go on, then the work left for the end of the
+ * round (kit_at_round_end: the round's Redis commands in one write) and
+ * the round's access-log lines in one write.
  * Timeouts: a request must arrive whole within REQUEST_TIMEOUT_MS of its
  * first byte (408 otherwise), an idle keep-alive connection is closed after
  * KEEP_ALIVE_TIMEOUT_MS, and so is one whose client stops reading.
