@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/event_loop.sh - a black-box walk through the gateway's server core,
-# shared/src/event_loop.c with its parser shared/src/http_parser.c: not
+# shared/src/event_loop.c and loop_connection.c with its parser
+# shared/src/http_parser.c: not
 # what the gateway does with a request (tests/phase2.sh shows that), but
 # what the core does with the bytes before and around one. Requests it
 # must refuse and how (status, problem+json, then a closed connection),
@@ -26,7 +27,7 @@
 # The gateways' logs are finally searched for sanitizer reports.
 #
 # Timing: a slow client is refused after REQUEST_TIMEOUT_MS (10 s in
-# event_loop.c). Rather than wait for that, the slow clients are started
+# loop_connection.c). Rather than wait for that, the slow clients are started
 # first, in the background, and their answers read in the last section;
 # the whole script takes about 15 s, under ASan too.
 #
