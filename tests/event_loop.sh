@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/event_loop.sh - a black-box walk through the gateway's server core,
 # shared/src/event_loop.c and loop_connection.c with its parser
-# shared/src/http_parser.c: not
-# what the gateway does with a request (tests/phase2.sh shows that), but
-# what the core does with the bytes before and around one. Requests it
+# shared/src/http_parser.c: not what the gateway does with a request
+# (tests/phase2.sh shows that), but what the core does with the bytes
+# before and around one. Requests it
 # must refuse and how (status, problem+json, then a closed connection),
 # paths that try to walk out of a route, keep-alive and pipelining,
 # "Expect: 100-continue", chunked bodies, clients that are slow, clients

@@ -92,8 +92,9 @@ void kit_thread_release(struct kit_thread *thread);
  * Returns the status sent. Both server cores call it. */
 int kit_app_serve(struct kit_request *req, const char *peer);
 
-/* The event-loop core (event_loop.c, loop_connection.c). kit_loop_run serves until one of
- * stop_signals arrives and returns the exit code; kit_loop_send queues
+/* The event-loop core (event_loop.c, loop_connection.c). kit_loop_run
+ * serves until one of stop_signals arrives and returns the exit code;
+ * kit_loop_send queues
  * a response's bytes on the request's connection and sends what the
  * socket takes (close_after: close the connection once it is out);
  * kit_loop_thread is the calling loop thread's resources. */
