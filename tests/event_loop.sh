@@ -3,11 +3,11 @@
 # shared/src/event_loop.c and loop_connection.c with its parser
 # shared/src/http_parser.c: not what the gateway does with a request
 # (tests/phase2.sh shows that), but what the core does with the bytes
-# before and around one. Requests it
-# must refuse and how (status, problem+json, then a closed connection),
-# paths that try to walk out of a route, keep-alive and pipelining,
-# "Expect: 100-continue", chunked bodies, clients that are slow, clients
-# that hang up, and many connections at once.
+# before and around one. Requests it must refuse and how (status,
+# problem+json, then a closed connection), paths that try to walk out of a
+# route, keep-alive and pipelining, "Expect: 100-continue", chunked bodies,
+# clients that are slow, clients that hang up, and many connections at
+# once.
 #
 # Usage: tests/event_loop.sh [bin-dir]   (default build/bin; build/asan/bin
 #                                         for the AddressSanitizer + UBSan run)

@@ -94,10 +94,9 @@ int kit_app_serve(struct kit_request *req, const char *peer);
 
 /* The event-loop core (event_loop.c, loop_connection.c). kit_loop_run
  * serves until one of stop_signals arrives and returns the exit code;
- * kit_loop_send queues
- * a response's bytes on the request's connection and sends what the
- * socket takes (close_after: close the connection once it is out);
- * kit_loop_thread is the calling loop thread's resources. */
+ * kit_loop_send queues a response's bytes on the request's connection and
+ * sends what the socket takes (close_after: close the connection once it
+ * is out); kit_loop_thread is the calling loop thread's resources. */
 int kit_loop_run(struct kit_app *app, const sigset_t *stop_signals);
 void kit_loop_send(struct kit_request *req, const char *data, size_t len,
 		   bool close_after);
