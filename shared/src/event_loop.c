@@ -43,6 +43,7 @@
 #include "kit/event_loop.h"
 #include "kit/request.h"
 
+#define STACK_SIZE (128 * 1024)      /* a coroutine's stack (virtual; touched pages count) */
 #define SPARE_COROUTINES 256         /* kept for reuse per loop thread          */
 #define MAX_EVENTS 128
 

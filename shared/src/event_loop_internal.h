@@ -16,7 +16,6 @@
 
 #include "internal.h"
 
-#define STACK_SIZE (128 * 1024)      /* a coroutine's stack (virtual; touched pages count) */
 #define ROUND_END_MAX 16             /* kit_at_round_end() calls per round      */
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -38,7 +37,7 @@ struct kit_loop_conn;
 /* One request's coroutine. */
 struct coroutine {
 	ucontext_t context;
-	char *stack;                 /* STACK_SIZE bytes, the lowest page a guard */
+	char *stack;                 /* its stack; the lowest page a guard       */
 	struct loop *loop;
 	struct kit_loop_conn *conn;  /* whose request it runs                    */
 	bool finished;

@@ -333,8 +333,9 @@ static int read_framing_headers(struct kit_http_head *head)
 
 	if (head->version_minor == 1)
 		head->keep_alive = !close;
-	else
-		head->keep_alive = keep_alive && !close;
+	else /* Transfer-Encoding on HTTP/1.0: framing not to be trusted
+	      * past this request; close after it (RFC 9112, 6.1) */
+		head->keep_alive = keep_alive && !close && !head->chunked;
 	head->expect_continue = expect_continue && head->version_minor == 1;
 	return 0;
 }

@@ -395,10 +395,6 @@ static void conn_serve(struct kit_loop_conn *conn)
 					  : "the request is malformed");
 			return;
 		}
-		/* Transfer-Encoding on HTTP/1.0: its framing cannot be trusted;
-		 * serve this request, then close (RFC 9112, 6.1). */
-		if (conn->head.chunked && conn->head.version_minor == 0)
-			conn->head.keep_alive = false;
 		target_len = conn->head.path_len;
 		if (conn->path_size < target_len + 1) {
 			char *bigger = realloc(conn->path, target_len + 1);

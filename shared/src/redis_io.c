@@ -73,8 +73,13 @@ redisContext *kit_redis_connect(const char *host, int port, long timeout_ms,
 	return c;
 }
 
-redisReply *kit_redis_command(redisContext *c, long timeout_ms, int argc,
-			      const char **argv, const size_t *argvlen)
+/* Sends one command (argc arguments, each argv[i] of argvlen[i] bytes) on
+ * a context no one else uses and waits at most timeout_ms for its reply.
+ * Returns the reply (free it with freeReplyObject), or NULL when the
+ * connection failed or timed out: c->errstr says why, and c must then be
+ * freed. (The pipe uses it for SELECT, before others can share c.) */
+static redisReply *command_alone(redisContext *c, long timeout_ms, int argc,
+				 const char **argv, const size_t *argvlen)
 {
 	uint64_t deadline_ns = kit_now_ns() + (uint64_t)timeout_ms * 1000000u;
 	void *reply = NULL;
@@ -203,7 +208,7 @@ static int pipe_connect(struct kit_redis_pipe *pipe, uint64_t deadline_ns)
 		redisReply *reply;
 
 		argv_len[1] = (size_t)snprintf(db, sizeof(db), "%d", pipe->db);
-		reply = kit_redis_command(c, left_ms(deadline_ns), 2, argv, argv_len);
+		reply = command_alone(c, left_ms(deadline_ns), 2, argv, argv_len);
 		if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
 			snprintf(error, sizeof(error), "SELECT %s failed", db);
 			redisFree(c);

@@ -127,16 +127,17 @@ static const char *http_date(void)
  * (it always does after a 401, and after a body we did not read). */
 static bool closes_connection(const struct kit_request *req, int status)
 {
-	const char *connection = kit_request_header(req, "Connection");
 	const struct mg_request_info *info;
+	const char *connection;
 
 	if (status == 401)
 		return true;
-	if (req->loop_conn != NULL) /* event loop: it closes for the same reasons */
+	if (req->loop_conn != NULL) /* event loop: the parser read Connection */
 		return req->http == NULL || !req->http->keep_alive || req->body_too_large;
 	info = mg_get_request_info(req->conn);
 	if (info->content_length > 0 && !req->body_read)
 		return true;
+	connection = kit_request_header(req, "Connection");
 	return connection != NULL && strcasecmp(connection, "close") == 0;
 }
 

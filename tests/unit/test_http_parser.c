@@ -586,6 +586,10 @@ static void test_keep_alive_rules(void **state)
 		{ "1.0", "close", false },
 		{ "1.0", "keep-alives", false },
 	};
+	/* Transfer-Encoding on HTTP/1.0: served, then closed (RFC 9112 6.1). */
+	static const char te_on_1_0[] =
+		"POST / HTTP/1.0\r\nConnection: keep-alive\r\n"
+		"Transfer-Encoding: chunked\r\n\r\n";
 	char text[256];
 	struct kit_http_head head;
 
@@ -603,6 +607,9 @@ static void test_keep_alive_rules(void **state)
 				 shown(text, strlen(text)), head.keep_alive,
 				 cases[i].keep_alive);
 	}
+	assert_int_equal(parse(te_on_1_0, &head), 0);
+	assert_true(head.chunked);
+	assert_false(head.keep_alive);
 	/* Several Connection lines are one list. */
 	assert_int_equal(parse("GET / HTTP/1.1\r\nConnection: foo\r\n"
 			       "Connection: close\r\n\r\n",

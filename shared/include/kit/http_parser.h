@@ -60,7 +60,8 @@ struct kit_http_head {
 	bool chunked;
 	/* HTTP/1.1 unless Connection has "close"; HTTP/1.0 only when it has
 	 * "keep-alive" and no "close". Connection is a token list: "foo,
-	 * close" counts, "closed" does not. */
+	 * close" counts, "closed" does not. Never on HTTP/1.0 with
+	 * Transfer-Encoding (RFC 9112 6.1: serve it, then close). */
 	bool keep_alive;
 	/* "Expect: 100-continue" (any case) on HTTP/1.1; an HTTP/1.0
 	 * request's is ignored (RFC 9110 10.1.1). */

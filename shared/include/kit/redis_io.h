@@ -28,14 +28,6 @@
 redisContext *kit_redis_connect(const char *host, int port, long timeout_ms,
 				char *error, size_t size);
 
-/* Sends one command (argc arguments, each argv[i] of argvlen[i] bytes) and
- * waits at most timeout_ms for its reply. Returns the reply (free it with
- * freeReplyObject; a Redis error is a reply of type REDIS_REPLY_ERROR), or
- * NULL when the connection failed or timed out: c->errstr says why, and c
- * must then be freed, not used again. */
-redisReply *kit_redis_command(redisContext *c, long timeout_ms, int argc,
-			      const char **argv, const size_t *argvlen);
-
 /*
  * One connection shared by every request of a thread, pipelined: each
  * request appends its command and waits for its reply, and whichever
