@@ -29,7 +29,7 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
 	  -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
 	  -Wno-format-truncation -fno-strict-aliasing -pthread -MMD -MP \
-	  -Ishared/include -Iservices $(PKG_CFLAGS)
+	  -Ishared/include -Ishared/src -Iservices $(PKG_CFLAGS)
 # -Wno-format-truncation: the kit truncates into fixed buffers with snprintf
 # on purpose (ids, error texts); truncation there is safe and intended.
 # Debian's civetweb ships no pkg-config file.
@@ -40,7 +40,7 @@ CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-KIT_SRC := $(wildcard shared/src/*.c)
+KIT_SRC := $(wildcard shared/src/*/*.c)
 # Business code: every .c of a service except its process entry point.
 SERVICE_SRC := $(filter-out %/main.c,$(wildcard services/*/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

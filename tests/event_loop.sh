@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/event_loop.sh - a black-box walk through the gateway's server core,
-# shared/src/event_loop.c and loop_connection.c with its parser
-# shared/src/http_parser.c: not what the gateway does with a request
+# shared/src/server/event_loop.c and loop_connection.c with its parser
+# shared/src/server/http_parser.c: not what the gateway does with a request
 # (tests/phase2.sh shows that), but what the core does with the bytes
 # before and around one. Requests it must refuse and how (status,
 # problem+json, then a closed connection), paths that try to walk out of a

@@ -1,6 +1,6 @@
 /*
  * test_tracing.c - kit/tracing.h's trace headers and client spans, and the
- * Jaeger Thrift encoders behind them (shared/src/jaeger_thrift.h).
+ * Jaeger Thrift encoders behind them (shared/src/tracing/jaeger_thrift.h).
  *
  * Threat (header parsing): uber-trace-id and traceparent come from anyone
  * who can reach a service. A parser that takes an all-zero id, an id too
@@ -31,7 +31,7 @@
 #include <cjson/cJSON.h>
 
 #include "kit/tracing.h"
-#include "../../shared/src/jaeger_thrift.h"
+#include "tracing/jaeger_thrift.h"
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 

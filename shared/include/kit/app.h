@@ -3,7 +3,7 @@
  * route table.
  *
  * civetweb has no handler chaining of its own, so the chain is ours. Every
- * request goes through one dispatcher (src/app.c):
+ * request goes through one dispatcher (src/app/app.c):
  *
  *   1. build a struct kit_request (method, path, request id, client ip)
  *   2. match the route table (a miss is remembered, not answered yet)

@@ -1,7 +1,7 @@
 /*
  * kit/event_loop.h - the kit's second server core: a few event-loop
- * threads, each serving many connections (src/event_loop.c, and
- * src/loop_connection.c for the HTTP of one connection).
+ * threads, each serving many connections (src/server/event_loop.c, and
+ * src/server/loop_connection.c for the HTTP of one connection).
  *
  * civetweb, the first core, gives every open connection a thread of its
  * own: simple, and right for the services, whose handlers compute (PBKDF2)

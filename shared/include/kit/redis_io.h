@@ -1,6 +1,6 @@
 /*
  * kit/redis_io.h - hiredis calls that wait without holding up the thread
- * (src/redis_io.c).
+ * (src/store/redis_io.c).
  *
  * hiredis's blocking API sleeps in read(2) until Redis answers. That is
  * fine on a civetweb worker, which serves one request, and wrong on an

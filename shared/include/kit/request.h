@@ -2,7 +2,7 @@
  * kit/request.h - the request context every middleware and handler shares.
  *
  * One struct kit_request lives on the worker thread's stack for the length of
- * one request; the dispatcher (src/app.c) fills the first block, middleware
+ * one request; the dispatcher (src/app/app.c) fills the first block, middleware
  * fill the rest, and everything it points to is freed when the response has
  * gone out. Handlers never see civetweb types unless they ask for conn.
  *

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "kit/config.h"
-#include "store_backend.h"
+#include "store/store_backend.h"
 
 /* redis://host[:port][/db] */
 static int parse_redis_url(struct kit_store_config *cfg, const char *url)

@@ -98,6 +98,8 @@ int kit_app_serve(struct kit_request *req, const char *peer);
  * sends what the socket takes (close_after: close the connection once it
  * is out); kit_loop_thread is the calling loop thread's resources. */
 int kit_loop_run(struct kit_app *app, const sigset_t *stop_signals);
+/* The civetweb core (civetweb.c): serves until one of stop_signals. */
+int kit_civetweb_run(struct kit_app *app, const sigset_t *stop_signals);
 void kit_loop_send(struct kit_request *req, const char *data, size_t len,
 		   bool close_after);
 struct kit_thread *kit_loop_thread(struct kit_request *req);

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "kit/noncrypto.h"
-#include "store_backend.h"
+#include "store/store_backend.h"
 
 #define BUCKETS 1024
 

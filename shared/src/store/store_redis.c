@@ -17,7 +17,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "store_backend.h"
+#include "store/store_backend.h"
 
 static struct timeval milliseconds(int ms)
 {

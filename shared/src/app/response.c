@@ -20,7 +20,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "app/internal.h"
 #include "kit/http_parser.h"
 #include "kit/request.h"
 #include "kit/response.h"

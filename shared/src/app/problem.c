@@ -16,7 +16,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "app/internal.h"
 #include "kit/request.h"
 #include "kit/response.h"
 #include "kit/store.h"

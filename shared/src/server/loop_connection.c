@@ -37,7 +37,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "event_loop_internal.h"
+#include "server/event_loop_internal.h"
 #include "kit/http_parser.h"
 #include "kit/request.h"
 #include "kit/response.h"

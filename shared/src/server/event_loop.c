@@ -38,7 +38,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "event_loop_internal.h"
+#include "server/event_loop_internal.h"
 #include "kit/config.h"
 #include "kit/event_loop.h"
 #include "kit/request.h"

@@ -1,16 +1,18 @@
 /*
  * app.c - the application: server settings, the middleware chain, the route
- * table, and the one civetweb request handler that runs them (kit/app.h).
+ * table, and kit_app_serve(), which runs one request through them
+ * (kit/app.h).
  *
- * civetweb calls dispatch() on one of its worker threads for every request.
- * dispatch() builds the request context on that thread's stack, matches the
- * route, runs the chain, calls the handler, runs the finish hooks in reverse
- * and hands the final status back to civetweb. Nothing it allocates outlives
- * the request.
+ * A server core (server/civetweb.c or server/event_loop.c) builds the
+ * request context and calls kit_app_serve(), which resolves the client
+ * address, matches the route, runs the chain, calls the handler and runs
+ * the finish hooks in reverse. Nothing it allocates outlives the request.
+ * kit_app_run() starts whichever core the app was given.
  *
  * Threads: the app is written by main() before kit_app_run() and only read
- * afterwards. Per-thread state (the store connection) is created by
- * thread_start() on the worker that owns it and freed by thread_stop().
+ * afterwards. Per-thread state (the store connection) is created on the
+ * thread that uses it, the first time it asks, and freed when that thread
+ * ends (kit_thread_release).
  */
 #include <pthread.h>
 #include <signal.h>
@@ -23,7 +25,7 @@
 #include <civetweb.h>
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "app/internal.h"
 #include "kit/config.h"
 #include "kit/request.h"
 #include "kit/response.h"
@@ -356,36 +358,6 @@ int kit_app_serve(struct kit_request *req, const char *peer)
 	return req->status;
 }
 
-/* civetweb's request handler: the context from civetweb's request info. */
-static int dispatch(struct mg_connection *conn, void *cbdata)
-{
-	const struct mg_request_info *info = mg_get_request_info(conn);
-	struct kit_request req;
-
-	memset(&req, 0, offsetof(struct kit_request, extra_headers));
-	req.extra_headers[0] = '\0';
-	req.extra_headers_len = 0;
-	req.app = cbdata;
-	req.conn = conn;
-	req.start_ns = kit_now_ns();
-	req.method = info->request_method;
-	req.path = info->local_uri != NULL ? info->local_uri : "/";
-	req.query = info->query_string;
-	return kit_app_serve(&req, info->remote_addr);
-}
-
-static void *thread_start(const struct mg_context *ctx, int thread_type)
-{
-	struct kit_thread *thread;
-
-	if (thread_type != 1)
-		return NULL; /* only workers serve requests */
-	thread = calloc(1, sizeof(*thread));
-	if (thread != NULL)
-		thread->app = mg_get_user_data(ctx);
-	return thread;
-}
-
 void kit_thread_release(struct kit_thread *thread)
 {
 	for (int i = 0; i < thread->app->resource_count; i++) {
@@ -393,24 +365,6 @@ void kit_thread_release(struct kit_thread *thread)
 			thread->app->resources[i].destroy(thread->resources[i]);
 		thread->resources[i] = NULL;
 	}
-}
-
-static void thread_stop(const struct mg_context *ctx, int thread_type,
-			void *pointer)
-{
-	struct kit_thread *thread = pointer;
-
-	if (thread == NULL)
-		return;
-	kit_thread_release(thread);
-	free(thread);
-}
-
-static int log_civetweb_message(const struct mg_connection *conn,
-				const char *message)
-{
-	fprintf(stderr, "civetweb: %s\n", message);
-	return 1;
 }
 
 void *kit_thread_resource(struct kit_request *req, int slot)
@@ -431,11 +385,7 @@ struct kit_store *kit_request_store(struct kit_request *req)
 
 int kit_app_run(struct kit_app *app)
 {
-	char listen[96], threads[16];
-	struct mg_callbacks callbacks;
-	struct mg_context *ctx;
 	sigset_t stop_signals;
-	int signal_number = 0;
 
 	if (app->failed) {
 		fprintf(stderr, "%s: not starting: configuration errors above\n",
@@ -446,24 +396,9 @@ int kit_app_run(struct kit_app *app)
 		fprintf(stderr, "%s: STORE=memory: data lives in this process only; "
 			"NOTHING PERSISTS across a restart\n", app->name);
 
-	snprintf(listen, sizeof(listen), "%s:%ld", app->bind_address, app->port);
-	snprintf(threads, sizeof(threads), "%ld", app->worker_threads);
-	const char *options[] = {
-		"listening_ports", listen,
-		"num_threads", threads,
-		"enable_keep_alive", "yes",
-		"keep_alive_timeout_ms", "30000",
-		"request_timeout_ms", "10000",
-		"tcp_nodelay", "1",
-		"listen_backlog", "512",
-		/* civetweb answers CORS preflights itself with "*" unless this
-		 * is empty; cors.c owns that decision. */
-		"access_control_allow_origin", "",
-		NULL,
-	};
-
-	/* Workers inherit this mask, so SIGINT/SIGTERM reach only sigwait()
-	 * below, and shutdown happens here, not inside a signal handler. */
+	/* Every thread inherits this mask, so SIGINT/SIGTERM reach only the
+	 * core's sigwait(), and shutdown happens there, not inside a signal
+	 * handler. */
 	sigemptyset(&stop_signals);
 	sigaddset(&stop_signals, SIGINT);
 	sigaddset(&stop_signals, SIGTERM);
@@ -471,28 +406,5 @@ int kit_app_run(struct kit_app *app)
 	signal(SIGPIPE, SIG_IGN);
 	if (app->event_loop)
 		return kit_loop_run(app, &stop_signals);
-
-	memset(&callbacks, 0, sizeof(callbacks));
-	callbacks.init_thread = thread_start;
-	callbacks.exit_thread = thread_stop;
-	callbacks.log_message = log_civetweb_message;
-
-	mg_init_library(0);
-	ctx = mg_start(&callbacks, app, options);
-	if (ctx == NULL) {
-		fprintf(stderr, "%s: cannot listen on %s (see civetweb's message above)\n",
-			app->name, listen);
-		mg_exit_library();
-		return 1;
-	}
-	mg_set_request_handler(ctx, "/", dispatch, app);
-	fprintf(stderr, "%s: listening on http://%s (%ld worker threads)\n",
-		app->name, listen, app->worker_threads);
-
-	sigwait(&stop_signals, &signal_number);
-	fprintf(stderr, "%s: %s received, stopping\n", app->name,
-		signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-	mg_stop(ctx);
-	mg_exit_library();
-	return 0;
+	return kit_civetweb_run(app, &stop_signals);
 }

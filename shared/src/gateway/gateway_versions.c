@@ -16,7 +16,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "gateway_internal.h"
+#include "gateway/gateway_internal.h"
 #include "kit/gateway.h"
 #include "kit/request.h"
 #include "kit/response.h"

@@ -24,7 +24,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "internal.h"
+#include "app/internal.h"
 #include "kit/metrics.h"
 #include "kit/middleware.h"
 #include "kit/request.h"

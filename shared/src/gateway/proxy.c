@@ -66,7 +66,7 @@
 #include "kit/response.h"
 #include "kit/router.h"
 #include "kit/tracing.h"
-#include "gateway_internal.h"
+#include "gateway/gateway_internal.h"
 
 #define SPARE_HANDLES 256 /* easy handles kept for reuse per thread */
 #define KIT_MAX_PROXIED_HEADERS 64 /* response headers passed back, at most */

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jaeger_thrift.h"
+#include "tracing/jaeger_thrift.h"
 
 /* ---- building spans ---- */
 

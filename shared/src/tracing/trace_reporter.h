@@ -20,7 +20,7 @@
 
 #include <stdbool.h>
 
-#include "jaeger_thrift.h"
+#include "tracing/jaeger_thrift.h"
 
 enum trace_reporter_kind {
 	TRACE_REPORTER_UDP_BINARY,

@@ -14,7 +14,7 @@
 
 #include <curl/curl.h>
 
-#include "internal.h"
+#include "app/internal.h"
 
 #define ROUND_END_MAX 16             /* kit_at_round_end() calls per round      */
 

@@ -41,14 +41,14 @@
 
 #include <curl/curl.h>
 
-#include "jaeger_thrift.h"
+#include "tracing/jaeger_thrift.h"
 #include "kit/config.h"
 #include "kit/middleware.h"
 #include "kit/noncrypto.h"
 #include "kit/request.h"
 #include "kit/response.h"
 #include "kit/tracing.h"
-#include "trace_reporter.h"
+#include "tracing/trace_reporter.h"
 
 /* The process tag "kit.version" (the guide tags 'api-gateway.version'). */
 #ifndef KIT_VERSION

@@ -41,7 +41,7 @@
 #include "kit/config.h"
 #include "kit/metrics.h"
 #include "kit/request.h"
-#include "trace_reporter.h"
+#include "tracing/trace_reporter.h"
 
 #define TRACE_QUEUE_CAPACITY 1000       /* spans waiting, at most         */
 #define TRACE_FLUSH_SPANS 100           /* send as soon as this many wait */
