@@ -13,7 +13,6 @@
  * poll /health for readiness like every other process. A request to a
  * proxied route never runs it.
  */
-#include <kit/event_loop.h>
 #include <kit/gateway.h>
 #include <kit/kit.h>
 

@@ -12,7 +12,6 @@
  * request id -> access log -> metrics -> CORS -> JWT auth -> rate limit
  *            -> route -> proxy (pooled keep-alive connections per upstream)
  */
-#include <kit/event_loop.h>
 #include <kit/gateway.h>
 #include <kit/kit.h>
 

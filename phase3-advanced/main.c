@@ -16,7 +16,6 @@
  */
 #include <string.h>
 
-#include <kit/event_loop.h>
 #include <kit/gateway.h>
 #include <kit/kit.h>
 

@@ -108,6 +108,17 @@ struct kit_http_head {
 int kit_http_parse_head(char *buf, size_t len, size_t max_head,
 			struct kit_http_head *head);
 
+/*
+ * The framing of a head whose request line and header fields are already
+ * split (version_minor, headers and header_count filled): content_length,
+ * chunked, keep_alive and expect_continue, by the rules and refusals
+ * kit_http_parse_head() applies (it calls this). A server whose own parser
+ * split the head (civetweb) calls it too, so both read framing alike.
+ * Returns 0; 400 for a bad or conflicting Content-Length or Content-Length
+ * beside Transfer-Encoding; 501 for a Transfer-Encoding other than chunked.
+ */
+int kit_http_read_framing(struct kit_http_head *head);
+
 /* The value of the first header field called name (compared without case,
  * ASCII only), or NULL when there is none. Points into the parsed buffer. */
 const char *kit_http_header_value(const struct kit_http_head *head,

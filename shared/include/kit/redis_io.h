@@ -6,7 +6,7 @@
  * fine on a civetweb worker, which serves one request, and wrong on an
  * event-loop thread, which serves hundreds: every one of them would wait
  * for this request's Redis round trip. These two functions use hiredis on
- * a non-blocking socket and wait with kit_wait_fd() (kit/event_loop.h):
+ * a non-blocking socket and wait with kit_wait_fd() (kit/wait.h):
  * on a loop thread only the calling request waits; on a civetweb worker
  * it is the same blocking call as before, with a timeout.
  *

@@ -1,10 +1,13 @@
 /*
  * kit/request.h - the request context every middleware and handler shares.
  *
- * One struct kit_request lives on the worker thread's stack for the length of
- * one request; the dispatcher (src/app/app.c) fills the first block, middleware
- * fill the rest, and everything it points to is freed when the response has
- * gone out. Handlers never see civetweb types unless they ask for conn.
+ * One struct kit_request lives on the stack a request runs on (a civetweb
+ * worker's, or the request's coroutine on an event-loop thread) for the
+ * length of one request. The server core fills the first block, the app
+ * (src/app/app.c) the second, middleware the rest; everything it points to
+ * is freed when the response has gone out. Nothing here is a civetweb or
+ * event-loop type: the core's connection is an opaque pointer that only
+ * the core's transport reads (src/server/core.h).
  *
  * Identity: the monolith's JWT middleware and a service's identity-header
  * middleware fill the same req->user, so a handler never knows which phase
@@ -19,9 +22,8 @@
 
 #include "kit/app.h"
 
-struct mg_connection;
 struct kit_http_head;
-struct kit_loop_conn;
+struct kit_transport;
 struct cJSON;
 struct kit_store;
 struct kit_rate_limit_config;
@@ -47,16 +49,26 @@ struct kit_param {
 };
 
 struct kit_request {
-	/* Filled by the dispatcher before the first middleware. */
-	struct kit_app *app;
-	struct mg_connection *conn;          /* civetweb core, else NULL        */
-	struct kit_loop_conn *loop_conn;     /* event-loop core, else NULL      */
-	const struct kit_http_head *http;    /* event-loop core: the parsed head */
+	/* Filled by the server core before the app sees the request. */
+	const struct kit_transport *transport; /* the core's body and send  */
+	void *conn;               /* the core's connection: only for transport */
+	const struct kit_http_head *http; /* the parsed head: the headers,
+	                           * Content-Length, chunked, keep-alive      */
 	const char *method;       /* "GET", "POST", ...                      */
-	const char *path;         /* decoded path without the query string   */
+	const char *path;         /* decoded, normalized, without the query  */
 	const char *query;        /* raw query string, or NULL               */
-	char client_ip[48];       /* socket peer (see request_id.c for XFF)  */
+	char peer[48];            /* the socket's peer address               */
 	uint64_t start_ns;        /* monotonic clock at arrival              */
+	int refusal;              /* not 0: the core refused the request with
+	                           * this status before the app saw it (a
+	                           * malformed head, too slow); the app answers
+	                           * it with refusal_detail and no handler    */
+	const char *refusal_detail;
+
+	/* Filled by the app (src/app/app.c) before the first middleware. */
+	struct kit_app *app;
+	char client_ip[48];       /* the peer, or X-Forwarded-For from a
+	                           * trusted proxy (TRUSTED_PROXIES)          */
 
 	/* Route match: route_pattern is NULL when nothing matched;
 	 * route_status is then 404, or 405 when the path matched another
@@ -78,11 +90,12 @@ struct kit_request {
 	struct kit_identity user;                 /* auth_jwt.c / identity  */
 	const char *service;      /* metrics "service" label; app name by default */
 
-	/* The request body, read on first use (kit_request_body). */
+	/* The request body, read on first use (kit_request_body): not a byte
+	 * of it is read before a handler asks, so a request that auth or the
+	 * rate limit refuses never costs its body. */
 	char *body;
 	size_t body_len;
 	bool body_read;
-	bool body_too_large;      /* event-loop core: over MAX_BODY_BYTES, unread */
 	struct cJSON *json;       /* parsed by kit_request_json, freed after */
 
 	/* The response, as sent (kit_respond). */
@@ -104,9 +117,11 @@ void kit_request_header_at(const struct kit_request *req, int i,
 /* The value of route parameter name (":name" in the pattern), or NULL. */
 const char *kit_request_param(const struct kit_request *req, const char *name);
 
-/* Reads the whole body (at most the app's MAX_BODY_BYTES) into req->body.
- * Returns KIT_NEXT when it is there (possibly empty), or answers 413 (too
- * large) / 400 (short read) and returns that status. */
+/* Reads the whole body (at most MAX_BODY_BYTES) into req->body. Returns
+ * KIT_NEXT when it is there (possibly empty), or answers and returns the
+ * status: 413 too large (before reading, when Content-Length says so),
+ * 400 short or malformed, 408 not arrived within REQUEST_TIMEOUT_MS. On an
+ * event-loop thread the request yields while the body arrives. */
 int kit_request_body(struct kit_request *req);
 
 /* Reads the body and parses it as one JSON object into *out (owned by req,

@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <civetweb.h>
 #include <cjson/cJSON.h>
 
 #include "app/internal.h"
@@ -85,9 +84,12 @@ static void close_store(void *store)
 	kit_store_close(store);
 }
 
+static void serve(void *app, struct kit_request *req);
+
 struct kit_app *kit_app_new(const char *service_name, int default_port)
 {
 	struct kit_app *app = calloc(1, sizeof(*app));
+	struct kit_server_config *config;
 	const char *bind;
 
 	if (app == NULL) {
@@ -96,19 +98,24 @@ struct kit_app *kit_app_new(const char *service_name, int default_port)
 	}
 	app->name = service_name;
 	app->started_ns = kit_now_ns();
+	app->server = &kit_civetweb_server; /* kit_app_use_event_loop() may swap it */
+	config = &app->server_config;
+	config->name = service_name;
+	config->serve = serve;
+	config->app = app;
+	config->resources = app->resources;
 
 	snprintf(app->instance_id, sizeof(app->instance_id), "%s",
 		 kit_env_string("INSTANCE_ID", ""));
 	bind = kit_env_string("BIND_ADDRESS", "127.0.0.1");
-	if (strlen(bind) >= sizeof(app->bind_address) || strchr(bind, ':')) {
+	if (strlen(bind) >= sizeof(config->bind_address) || strchr(bind, ':')) {
 		fprintf(stderr, "BIND_ADDRESS: \"%s\" is not an IPv4 address\n", bind);
 		app->failed = true;
 	} else {
-		strcpy(app->bind_address, bind);
+		strcpy(config->bind_address, bind);
 	}
-	if (kit_env_long("PORT", default_port, 1, 65535, &app->port) != 0 ||
-	    kit_env_long("WORKER_THREADS", 64, 1, 1024, &app->worker_threads) != 0 ||
-	    kit_env_long("MAX_BODY_BYTES", 65536, 1, 64L << 20, &app->max_body) != 0 ||
+	if (kit_env_long("PORT", default_port, 1, 65535, &config->port) != 0 ||
+	    kit_http_policy_from_env(&config->policy) != 0 ||
 	    read_trusted_proxies(app) != 0 ||
 	    kit_store_config_from_env(&app->store_config) != 0)
 		app->failed = true;
@@ -205,12 +212,34 @@ int kit_app_thread_resource(struct kit_app *app, void *(*create)(void *arg),
 	}
 	app->resources[app->resource_count] =
 		(struct kit_thread_resource_entry){ create, destroy, arg };
+	app->server_config.resource_count = app->resource_count + 1;
 	return app->resource_count++;
 }
 
+void kit_app_use_event_loop(struct kit_app *app)
+{
+	const char *core = kit_env_string("SERVER_CORE", "events");
+
+	if (strcmp(core, "threads") == 0)
+		return; /* civetweb's thread per connection stays */
+	if (strcmp(core, "events") != 0) {
+		kit_app_fail(app, "SERVER_CORE: \"%s\" is neither events nor threads", core);
+		return;
+	}
+	app->server = &kit_event_loop_server;
+}
+
+void kit_loop_set_max_idle(struct kit_app *app, long connections)
+{
+	app->server_config.loop_max_idle = connections;
+}
+
 const char *kit_app_name(const struct kit_app *app) { return app->name; }
-size_t kit_app_max_body(const struct kit_app *app) { return (size_t)app->max_body; }
-int kit_app_port(const struct kit_app *app) { return (int)app->port; }
+size_t kit_app_max_body(const struct kit_app *app)
+{
+	return (size_t)app->server_config.policy.max_body_bytes;
+}
+int kit_app_port(const struct kit_app *app) { return (int)app->server_config.port; }
 
 double kit_app_uptime(const struct kit_app *app)
 {
@@ -309,22 +338,46 @@ static void match_route(struct kit_request *req, char *allow, size_t allow_size)
 	req->param_count = 0;
 }
 
-int kit_app_serve(struct kit_request *req, const char *peer)
+/* The handler of a request the server core refused before the app saw it
+ * (malformed, too large, too slow: server/core.h). */
+static int answer_refusal(struct kit_request *req)
 {
-	struct kit_app *app = req->app;
+	return kit_problem(req, req->refusal, "%s", req->refusal_detail);
+}
+
+/*
+ * The one way a server core calls up into the app (kit_serve_fn in
+ * server/core.h): one request through the route, the chain, the handler
+ * and the finish hooks. The core has filled the request's first block
+ * (transport, head, method, path, peer); everything the request allocated
+ * is freed here.
+ */
+static void serve(void *arg, struct kit_request *req)
+{
+	struct kit_app *app = arg;
 	char allow[128];
 	int ran = 0;     /* middleware whose handle() ran */
 	int status = KIT_NEXT;
 
 	/* 1. The rest of the context. */
+	req->app = app;
 	req->service = app->name;
-	resolve_client_ip(req, peer);
+	resolve_client_ip(req, req->peer);
 	if (app->instance_id[0] != '\0') /* which of several copies answered */
 		kit_response_header(req, "X-Instance", app->instance_id);
 
 	/* 2. The route (a miss is answered after the chain, so that CORS
-	 * preflights and the request id still apply to it). */
-	match_route(req, allow, sizeof(allow));
+	 * preflights and the request id still apply to it). A refused
+	 * request has none: it is answered with its refusal, and passes the
+	 * chain as an operations request (no auth, no rate limit), so the
+	 * request id, the access log and the metrics still see it. */
+	if (req->refusal != 0) {
+		allow[0] = '\0';
+		req->handler = answer_refusal;
+		req->access = KIT_OPERATIONS;
+	} else {
+		match_route(req, allow, sizeof(allow));
+	}
 
 	/* 3. The chain. */
 	while (ran < app->middleware_count && status == KIT_NEXT) {
@@ -355,27 +408,11 @@ int kit_app_serve(struct kit_request *req, const char *peer)
 
 	free(req->body);
 	cJSON_Delete(req->json);
-	return req->status;
-}
-
-void kit_thread_release(struct kit_thread *thread)
-{
-	for (int i = 0; i < thread->app->resource_count; i++) {
-		if (thread->resources[i] != NULL)
-			thread->app->resources[i].destroy(thread->resources[i]);
-		thread->resources[i] = NULL;
-	}
 }
 
 void *kit_thread_resource(struct kit_request *req, int slot)
 {
-	struct kit_thread *thread = req->loop_conn != NULL ? kit_loop_thread(req)
-							     : mg_get_thread_pointer(req->conn);
-	const struct kit_thread_resource_entry *entry = &req->app->resources[slot];
-
-	if (thread->resources[slot] == NULL)
-		thread->resources[slot] = entry->create(entry->arg);
-	return thread->resources[slot];
+	return kit_thread_slot(slot);
 }
 
 struct kit_store *kit_request_store(struct kit_request *req)
@@ -383,10 +420,45 @@ struct kit_store *kit_request_store(struct kit_request *req)
 	return kit_thread_resource(req, req->app->store_slot);
 }
 
+/* On a core where one thread serves many requests, a middleware or handler
+ * that blocks stops all of them: refuse to start with anything not marked
+ * loop_safe (kit/app.h). Returns 0, or -1 after saying what and why. */
+static int check_loop_safe(struct kit_app *app)
+{
+	int status = 0;
+
+	for (int i = 0; i < app->middleware_count; i++) {
+		if (app->middleware[i]->loop_safe)
+			continue;
+		kit_app_fail(app, "middleware %s is not marked loop_safe: it may block an "
+			     "event-loop thread (run this app with SERVER_CORE=threads)",
+			     app->middleware[i]->name);
+		status = -1;
+	}
+	for (int i = 0; i < app->route_count; i++) {
+		if (app->routes[i].loop_safe)
+			continue;
+		kit_app_fail(app, "route %s %s is not marked loop_safe: its handler may "
+			     "block an event-loop thread (run this app with SERVER_CORE=threads)",
+			     app->routes[i].method, app->routes[i].pattern);
+		status = -1;
+	}
+	if (app->uses_store) {
+		kit_app_fail(app, "the store makes blocking calls: an app that keeps data "
+			     "runs on SERVER_CORE=threads");
+		status = -1;
+	}
+	return status;
+}
+
 int kit_app_run(struct kit_app *app)
 {
 	sigset_t stop_signals;
 
+	if (!app->failed && app->server->configure(&app->server_config) != 0)
+		app->failed = true;
+	if (!app->failed && app->server->shares_threads && check_loop_safe(app) != 0)
+		app->failed = true;
 	if (app->failed) {
 		fprintf(stderr, "%s: not starting: configuration errors above\n",
 			app->name);
@@ -404,7 +476,5 @@ int kit_app_run(struct kit_app *app)
 	sigaddset(&stop_signals, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (app->event_loop)
-		return kit_loop_run(app, &stop_signals);
-	return kit_civetweb_run(app, &stop_signals);
+	return app->server->run(&app->server_config, &stop_signals);
 }

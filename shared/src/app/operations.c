@@ -144,7 +144,16 @@ static int metrics_handler(struct kit_request *req)
 
 void kit_mount_operations(struct kit_app *app)
 {
-	kit_route(app, "GET", "/health", health_handler, KIT_OPERATIONS);
-	kit_route(app, "GET", "/metrics", metrics_handler, KIT_OPERATIONS);
+	/* Both wait only through kit/wait.h (the checks a gateway registers
+	 * do); an app with a store (whose check blocks) is kept off the event
+	 * loop anyway (kit_app_run). */
+	kit_route_add(app, &(struct kit_route_spec){
+		.method = "GET", .pattern = "/health", .handler = health_handler,
+		.access = KIT_OPERATIONS, .loop_safe = true,
+	});
+	kit_route_add(app, &(struct kit_route_spec){
+		.method = "GET", .pattern = "/metrics", .handler = metrics_handler,
+		.access = KIT_OPERATIONS, .loop_safe = true,
+	});
 	kit_metrics_on_render(collect_process_metrics, app);
 }

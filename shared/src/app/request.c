@@ -10,64 +10,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
-#include <civetweb.h>
 #include <cjson/cJSON.h>
 
 #include "kit/http_parser.h"
 #include "kit/request.h"
 #include "kit/response.h"
+#include "server/core.h"
 
-uint64_t kit_now_ns(void)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
-int kit_utc_timestamp(long long when, char *out, size_t size)
-{
-	time_t seconds = (time_t)when;
-	struct tm utc;
-
-	if (gmtime_r(&seconds, &utc) == NULL ||
-	    strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
-		return -1;
-	return 0;
-}
-
+/* Both server cores give every request a parsed head (server/core.h), so
+ * the headers are read the same way whichever core parsed them. */
 const char *kit_request_header(const struct kit_request *req, const char *name)
 {
-	if (req->http != NULL)
-		return kit_http_header_value(req->http, name);
-	if (req->conn == NULL)
-		return NULL;
-	return mg_get_header(req->conn, name);
+	return kit_http_header_value(req->http, name);
 }
 
 int kit_request_header_count(const struct kit_request *req)
 {
-	if (req->http != NULL)
-		return req->http->header_count;
-	if (req->conn == NULL)
-		return 0;
-	return mg_get_request_info(req->conn)->num_headers;
+	return req->http->header_count;
 }
 
 void kit_request_header_at(const struct kit_request *req, int i,
 			   const char **name, const char **value)
 {
-	if (req->http != NULL) {
-		*name = req->http->headers[i].name;
-		*value = req->http->headers[i].value;
-	} else {
-		const struct mg_header *header = &mg_get_request_info(req->conn)->http_headers[i];
-
-		*name = header->name;
-		*value = header->value;
-	}
+	*name = req->http->headers[i].name;
+	*value = req->http->headers[i].value;
 }
 
 const char *kit_request_param(const struct kit_request *req, const char *name)
@@ -79,31 +46,33 @@ const char *kit_request_param(const struct kit_request *req, const char *name)
 	return NULL;
 }
 
+/* What to tell the client when the transport cannot go on reading. */
+static int body_problem(struct kit_request *req, int status, size_t limit)
+{
+	switch (status) {
+	case 408:
+		return kit_problem(req, 408, "the body did not arrive in time");
+	case 413:
+		return kit_problem(req, 413, "the body is over the %zu byte limit", limit);
+	default:
+		return kit_problem(req, 400, "the chunked body is malformed");
+	}
+}
+
 int kit_request_body(struct kit_request *req)
 {
-	const struct mg_request_info *info;
 	size_t limit = kit_app_max_body(req->app);
-	long long declared;
+	long long declared = req->http->content_length;
 	size_t capacity;
 
 	if (req->body_read)
 		return KIT_NEXT;
-	if (req->http != NULL) {
-		/* The event loop read the body before the request started,
-		 * unless it was over the limit (then it is not read at all). */
-		if (req->http->content_length >= 0)
-			return kit_problem(req, 413, "the body is %lld bytes; the limit is %zu",
-					   req->http->content_length, limit);
-		return kit_problem(req, 413, "the body is over the %zu byte limit", limit);
-	}
-	info = mg_get_request_info(req->conn);
-	declared = info->content_length;
 	if (declared > (long long)limit)
 		return kit_problem(req, 413, "the body is %lld bytes; the limit is %zu",
 				   declared, limit);
 	/* Neither Content-Length nor Transfer-Encoding: the request has no
 	 * body (RFC 9112, 6.3), so nothing is read or allocated. Most GETs. */
-	if (declared < 0 && kit_request_header(req, "Transfer-Encoding") == NULL) {
+	if (declared < 0 && !req->http->chunked) {
 		req->body_read = true;
 		return KIT_NEXT;
 	}
@@ -117,7 +86,8 @@ int kit_request_body(struct kit_request *req)
 	if (req->body == NULL)
 		return kit_problem(req, 500, "out of memory reading the body");
 	for (;;) {
-		int n;
+		int status = 0;
+		long n;
 
 		if (req->body_len == capacity) {
 			char *bigger;
@@ -130,8 +100,11 @@ int kit_request_body(struct kit_request *req)
 				return kit_problem(req, 500, "out of memory reading the body");
 			req->body = bigger;
 		}
-		n = mg_read(req->conn, req->body + req->body_len, capacity - req->body_len);
-		if (n <= 0)
+		n = req->transport->read_body(req, req->body + req->body_len,
+					      capacity - req->body_len, &status);
+		if (n < 0)
+			return body_problem(req, status, limit);
+		if (n == 0)
 			break;
 		req->body_len += (size_t)n;
 	}

@@ -1,6 +1,7 @@
 /*
  * response.c - sending the response: one buffer with the status line, the
- * headers and the body, written with one mg_write() (kit/response.h).
+ * headers and the body, handed to the server core's transport in one call
+ * (kit/response.h).
  *
  * Why one write: with TCP_NODELAY on, a head and a body written separately
  * leave as two packets and two wake-ups; on a small JSON response that
@@ -17,13 +18,13 @@
 #include <strings.h>
 #include <time.h>
 
-#include <civetweb.h>
 #include <cjson/cJSON.h>
 
 #include "app/internal.h"
 #include "kit/http_parser.h"
 #include "kit/request.h"
 #include "kit/response.h"
+#include "server/core.h"
 
 #define HEAD_MAX (KIT_RESPONSE_HEADERS_MAX + 512)
 
@@ -123,22 +124,13 @@ static const char *http_date(void)
 }
 
 /* Whether the connection will close after this response, so the client is
- * told rather than surprised: the client asked, or civetweb will close it
- * (it always does after a 401, and after a body we did not read). */
+ * told rather than surprised: the transport says whether it can carry
+ * another request (the client asked to close, or the body was not read),
+ * and a 401 always closes, on both cores (civetweb insists on it, and a
+ * client with a bad token has no use for the connection). */
 static bool closes_connection(const struct kit_request *req, int status)
 {
-	const struct mg_request_info *info;
-	const char *connection;
-
-	if (status == 401)
-		return true;
-	if (req->loop_conn != NULL) /* event loop: the parser read Connection */
-		return req->http == NULL || !req->http->keep_alive || req->body_too_large;
-	info = mg_get_request_info(req->conn);
-	if (info->content_length > 0 && !req->body_read)
-		return true;
-	connection = kit_request_header(req, "Connection");
-	return connection != NULL && strcasecmp(connection, "close") == 0;
+	return status == 401 || !req->transport->keeps_alive(req);
 }
 
 /* Appends to a response head of at most HEAD_MAX bytes. The pieces are
@@ -156,16 +148,6 @@ static void append(char *head, size_t *used, const char *fmt, ...)
 	va_end(args);
 	if (n > 0)
 		*used += (size_t)n < HEAD_MAX - *used ? (size_t)n : HEAD_MAX - 1 - *used;
-}
-
-/* One write, on whichever server core the request came in. */
-static void write_out(struct kit_request *req, const char *data, size_t len,
-		      bool closing)
-{
-	if (req->loop_conn != NULL)
-		kit_loop_send(req, data, len, closing);
-	else
-		mg_write(req->conn, data, len);
 }
 
 int kit_respond(struct kit_request *req, int status, const char *content_type,
@@ -190,7 +172,7 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 		static const char no_memory[] =
 			"HTTP/1.1 500 Internal Server Error\r\n"
 			"Content-Length: 0\r\nConnection: close\r\n\r\n";
-		write_out(req, no_memory, sizeof(no_memory) - 1, true);
+		req->transport->send(req, no_memory, sizeof(no_memory) - 1, true);
 		req->status = 500;
 		return 500;
 	}
@@ -211,7 +193,7 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 	else
 		len = 0;
 
-	write_out(req, buffer, head_len + len, closing);
+	req->transport->send(req, buffer, head_len + len, closing);
 	free(buffer);
 	req->status = status;
 	req->bytes_sent = head_len + len;

@@ -8,7 +8,7 @@
  * Connection pool. Each civetweb worker owns one curl easy handle (a
  * per-thread resource): libcurl does not allow running threads to share a
  * connection cache, and one handle per worker needs no lock at all. On the
- * event-loop core (kit/event_loop.h) every request in flight has a handle
+ * event-loop core (kit/wait.h) every request in flight has a handle
  * of its own, and the connections live in the loop thread's multi handle,
  * shared by all of them (up to max_idle_per_upstream per upstream). The
  * handle keeps up to pool.max_idle_per_thread keep-alive connections and
@@ -59,7 +59,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "kit/event_loop.h"
+#include "kit/wait.h"
 #include "kit/gateway.h"
 #include "kit/metrics.h"
 #include "kit/request.h"
@@ -804,6 +804,7 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 			.access = route->access,
 			.rate_limit = route->rate_limit,
 			.data = (void *)route,
+			.loop_safe = true, /* it waits in kit_http_perform only */
 		});
 	}
 	/* Last, so every route of the file matches first: what is left under
@@ -815,5 +816,6 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 			.handler = gateway_version_handler,
 			.access = KIT_PUBLIC,
 			.data = config,
+			.loop_safe = true,
 		});
 }

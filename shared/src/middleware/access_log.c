@@ -25,7 +25,7 @@
 #include <time.h>
 
 #include "kit/config.h"
-#include "kit/event_loop.h"
+#include "kit/wait.h"
 #include "kit/middleware.h"
 #include "kit/request.h"
 
@@ -192,6 +192,7 @@ static void access_log_finish(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_access_log = {
 	.name = "access_log",
+	.loop_safe = true,
 	.init = access_log_init,
 	.handle = access_log_handle,
 	.finish = access_log_finish,

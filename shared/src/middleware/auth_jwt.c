@@ -163,6 +163,7 @@ static int auth_jwt_handle(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_auth_jwt = {
 	.name = "auth_jwt",
+	.loop_safe = true,
 	.init = auth_jwt_init,
 	.handle = auth_jwt_handle,
 	.destroy = auth_jwt_destroy,

@@ -140,6 +140,7 @@ static int cors_handle(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_cors = {
 	.name = "cors",
+	.loop_safe = true,
 	.init = cors_init,
 	.handle = cors_handle,
 	.destroy = free,

@@ -38,5 +38,6 @@ static int identity_headers_handle(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_identity_headers = {
 	.name = "identity_headers",
+	.loop_safe = true,
 	.handle = identity_headers_handle,
 };

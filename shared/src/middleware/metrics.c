@@ -91,6 +91,7 @@ static void metrics_finish(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_metrics = {
 	.name = "metrics",
+	.loop_safe = true,
 	.init = metrics_init,
 	.handle = metrics_handle,
 	.finish = metrics_finish,

@@ -212,6 +212,7 @@ static void rate_limit_memory_destroy(void *state)
 
 const struct kit_middleware kit_rate_limit_memory = {
 	.name = "rate_limit_memory",
+	.loop_safe = true,
 	.init = rate_limit_memory_init,
 	.handle = rate_limit_memory_handle,
 	.destroy = rate_limit_memory_destroy,

@@ -245,6 +245,7 @@ static void rate_limit_redis_destroy(void *state)
 
 const struct kit_middleware kit_rate_limit_redis = {
 	.name = "rate_limit_redis",
+	.loop_safe = true,
 	.init = rate_limit_redis_init,
 	.handle = rate_limit_redis_handle,
 	.destroy = rate_limit_redis_destroy,

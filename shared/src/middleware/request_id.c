@@ -57,5 +57,6 @@ static int request_id_handle(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_request_id = {
 	.name = "request_id",
+	.loop_safe = true,
 	.handle = request_id_handle,
 };

@@ -1,17 +1,26 @@
 /*
  * civetweb.c - the kit's first server core: civetweb's thread per
- * connection (kit_app_run() picks it unless kit_app_use_event_loop() was
- * called; the event-loop core is event_loop.c).
+ * connection (server/core.h; the app picks it unless main() calls
+ * kit_app_use_event_loop(), and SERVER_CORE=threads brings it back).
  *
- * civetweb parses the request and calls dispatch() on one of its worker
- * threads; dispatch() fills a struct kit_request from civetweb's request
- * info and hands it to kit_app_serve(), which runs the chain. Per-thread
- * state (struct kit_thread: the store connection, curl handles) is created
- * by civetweb's init_thread callback on the worker that owns it and freed
- * by exit_thread.
+ * civetweb parses the request head itself and calls dispatch() on one of
+ * its worker threads. dispatch() gives the app what the event-loop core
+ * gives it: a struct kit_http_head (civetweb's header fields, with the
+ * framing read by the kit's own rules, kit_http_read_framing()), the path
+ * normalized by the kit's normalizer, and this core's transport:
+ *   read_body    mg_read(), after "100 Continue" when the client asked;
+ *   keeps_alive  what the client asked, once the body is read or absent;
+ *   send         one mg_write(); when the connection is to close after it,
+ *                mg_disable_connection_keep_alive() makes civetweb do so.
+ * A request that the kit's rules refuse (a framing civetweb would read
+ * differently, a path the normalizer refuses) reaches the app as a refusal
+ * and the connection closes after the answer.
  *
- * Threads: one worker serves one connection at a time; kit_civetweb_run()
- * itself runs on the main thread and waits for SIGINT/SIGTERM.
+ * Every worker is marked as a kit thread (kit_thread_begin) that waits by
+ * blocking: one request at a time, so a blocking call holds up no one else.
+ *
+ * Threads: one worker serves one connection at a time; civetweb_run() runs
+ * on the main thread and waits for SIGINT/SIGTERM.
  */
 #include <signal.h>
 #include <stddef.h>
@@ -21,74 +30,212 @@
 
 #include <civetweb.h>
 
-#include "app/internal.h"
+#include "kit/config.h"
+#include "kit/http_parser.h"
 #include "kit/request.h"
+#include "server/core.h"
 
-/* civetweb's request handler: the context from civetweb's request info. */
-static int dispatch(struct mg_connection *conn, void *cbdata)
+/* A request's connection, as this core's transport sees it. */
+struct civetweb_conn {
+	struct mg_connection *mg;
+	struct kit_http_head head;
+	bool continue_sent;          /* "100 Continue" answered               */
+	long long body_read;         /* bytes mg_read() has given             */
+	bool body_done;              /* all of the body read                  */
+};
+
+/* ---- the transport ---- */
+
+static long civetweb_read_body(struct kit_request *req, char *buf, size_t size,
+			       int *status)
 {
-	const struct mg_request_info *info = mg_get_request_info(conn);
+	static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct civetweb_conn *conn = req->conn;
+	int n;
+
+	if (conn->body_done)
+		return 0;
+	/* civetweb sends 100 Continue for CGI only; a handler's request
+	 * waits for us, and we invite the body only now that it is wanted. */
+	if (conn->head.expect_continue && !conn->continue_sent) {
+		conn->continue_sent = true;
+		if (mg_write(conn->mg, go_on, sizeof(go_on) - 1) <= 0) {
+			*status = 400;
+			return -1;
+		}
+	}
+	n = mg_read(conn->mg, buf, size);
+	if (n < 0) {
+		*status = 400; /* civetweb could not read the framing */
+		return -1;
+	}
+	conn->body_read += n;
+	/* The end: all of a Content-Length, or civetweb's end of chunks
+	 * (or of the client). */
+	if (n == 0 || conn->body_read == conn->head.content_length)
+		conn->body_done = true;
+	return n;
+}
+
+static bool civetweb_keeps_alive(const struct kit_request *req)
+{
+	const struct civetweb_conn *conn = req->conn;
+	bool has_body = conn->head.content_length > 0 || conn->head.chunked;
+
+	return conn->head.keep_alive && (!has_body || conn->body_done);
+}
+
+static void civetweb_send(struct kit_request *req, const char *data, size_t len,
+			  bool close_after)
+{
+	struct civetweb_conn *conn = req->conn;
+
+	if (close_after)
+		mg_disable_connection_keep_alive(conn->mg);
+	mg_write(conn->mg, data, len);
+}
+
+static const struct kit_transport civetweb_transport = {
+	.read_body = civetweb_read_body,
+	.keeps_alive = civetweb_keeps_alive,
+	.send = civetweb_send,
+};
+
+/* ---- a request ---- */
+
+/* The head as the kit sees it, from civetweb's request info: the fields
+ * civetweb split, and the framing by the kit's rules. Returns 0, or the
+ * status the kit refuses the request with. */
+static int civetweb_head(const struct mg_request_info *info, struct kit_http_head *head)
+{
+	head->method = info->request_method;
+	/* With decode_url off, request_uri is the target as sent, its '?'
+	 * already cut off by civetweb (the query is query_string). */
+	head->target = info->request_uri;
+	head->path_len = strlen(info->request_uri);
+	head->query = info->query_string;
+	head->version_minor = strcmp(info->http_version, "1.0") == 0 ? 0 : 1;
+	head->header_count = info->num_headers;
+	for (int i = 0; i < info->num_headers; i++) {
+		head->headers[i].name = info->http_headers[i].name;
+		head->headers[i].value = info->http_headers[i].value;
+	}
+	return kit_http_read_framing(head);
+}
+
+/* civetweb's request handler: the request as the app wants it, served. */
+static int dispatch(struct mg_connection *mg, void *cbdata)
+{
+	const struct kit_server_config *config = cbdata;
+	const struct mg_request_info *info = mg_get_request_info(mg);
+	struct civetweb_conn conn = { .mg = mg };
 	struct kit_request req;
+	char *path;
+	int refusal;
 
 	memset(&req, 0, offsetof(struct kit_request, extra_headers));
 	req.extra_headers[0] = '\0';
 	req.extra_headers_len = 0;
-	req.app = cbdata;
-	req.conn = conn;
+	req.transport = &civetweb_transport;
+	req.conn = &conn;
+	req.http = &conn.head;
 	req.start_ns = kit_now_ns();
 	req.method = info->request_method;
-	req.path = info->local_uri != NULL ? info->local_uri : "/";
 	req.query = info->query_string;
-	return kit_app_serve(&req, info->remote_addr);
+	snprintf(req.peer, sizeof(req.peer), "%s", info->remote_addr);
+
+	refusal = civetweb_head(info, &conn.head);
+	path = malloc(conn.head.path_len + 1);
+	if (path == NULL) {
+		mg_disable_connection_keep_alive(mg);
+		return 0; /* civetweb answers 500 */
+	}
+	req.path = path;
+	if (refusal != 0) {
+		req.refusal = refusal;
+		req.refusal_detail = refusal == 501 ? "only the chunked transfer coding is supported"
+						    : "the request's framing is malformed";
+	} else {
+		refusal = kit_http_path_normalize(info->request_uri, conn.head.path_len,
+						  path, conn.head.path_len + 1);
+		if (refusal != 0) {
+			req.refusal = refusal;
+			req.refusal_detail = "the request path is malformed";
+		}
+	}
+	if (req.refusal != 0) {
+		strcpy(path, "");
+		conn.head.keep_alive = false; /* what follows cannot be trusted */
+	}
+	config->serve(config->app, &req);
+	free(path);
+	return req.status;
 }
 
-static void *thread_start(const struct mg_context *ctx, int thread_type)
+/* ---- the workers ---- */
+
+static void *worker_start(const struct mg_context *ctx, int thread_type)
 {
+	const struct kit_server_config *config = mg_get_user_data(ctx);
 	struct kit_thread *thread;
 
 	if (thread_type != 1)
 		return NULL; /* only workers serve requests */
 	thread = calloc(1, sizeof(*thread));
 	if (thread != NULL)
-		thread->app = mg_get_user_data(ctx);
+		kit_thread_begin(thread, config, &kit_blocking_waits);
 	return thread;
 }
 
-static void thread_stop(const struct mg_context *ctx, int thread_type,
-			void *pointer)
+static void worker_stop(const struct mg_context *ctx, int thread_type, void *pointer)
 {
 	struct kit_thread *thread = pointer;
 
 	if (thread == NULL)
 		return;
-	kit_thread_release(thread);
+	kit_thread_end(thread);
 	free(thread);
 }
 
-static int log_civetweb_message(const struct mg_connection *conn,
-				const char *message)
+static int log_civetweb_message(const struct mg_connection *conn, const char *message)
 {
 	fprintf(stderr, "civetweb: %s\n", message);
 	return 1;
 }
 
-int kit_civetweb_run(struct kit_app *app, const sigset_t *stop_signals)
+/* ---- the server ---- */
+
+static int civetweb_configure(struct kit_server_config *config)
 {
-	char listen[96], threads[16];
+	/* civetweb spends one thread on each open connection, idle keep-alive
+	 * ones included: the workers are the connection limit. */
+	return kit_env_long("WORKER_THREADS", 64, 1, 1024, &config->worker_threads);
+}
+
+static int civetweb_run(const struct kit_server_config *config, const sigset_t *stop_signals)
+{
+	const struct kit_http_policy *policy = &config->policy;
+	char listen[96], threads[16], keep_alive[24], request_timeout[24], backlog[24];
 	struct mg_callbacks callbacks;
 	struct mg_context *ctx;
 	int signal_number = 0;
 
-	snprintf(listen, sizeof(listen), "%s:%ld", app->bind_address, app->port);
-	snprintf(threads, sizeof(threads), "%ld", app->worker_threads);
+	snprintf(listen, sizeof(listen), "%s:%ld", config->bind_address, config->port);
+	snprintf(threads, sizeof(threads), "%ld", config->worker_threads);
+	snprintf(keep_alive, sizeof(keep_alive), "%ld", policy->keep_alive_timeout_ms);
+	snprintf(request_timeout, sizeof(request_timeout), "%ld", policy->request_timeout_ms);
+	snprintf(backlog, sizeof(backlog), "%ld", policy->listen_backlog);
 	const char *options[] = {
 		"listening_ports", listen,
 		"num_threads", threads,
 		"enable_keep_alive", "yes",
-		"keep_alive_timeout_ms", "30000",
-		"request_timeout_ms", "10000",
+		"keep_alive_timeout_ms", keep_alive,
+		"request_timeout_ms", request_timeout,
 		"tcp_nodelay", "1",
-		"listen_backlog", "512",
+		"listen_backlog", backlog,
+		/* The kit decodes and normalizes the path itself, the same way
+		 * on both cores (kit_http_path_normalize). */
+		"decode_url", "no",
 		/* civetweb answers CORS preflights itself with "*" unless this
 		 * is empty; cors.c owns that decision. */
 		"access_control_allow_origin", "",
@@ -96,26 +243,33 @@ int kit_civetweb_run(struct kit_app *app, const sigset_t *stop_signals)
 	};
 
 	memset(&callbacks, 0, sizeof(callbacks));
-	callbacks.init_thread = thread_start;
-	callbacks.exit_thread = thread_stop;
+	callbacks.init_thread = worker_start;
+	callbacks.exit_thread = worker_stop;
 	callbacks.log_message = log_civetweb_message;
 
 	mg_init_library(0);
-	ctx = mg_start(&callbacks, app, options);
+	ctx = mg_start(&callbacks, (void *)config, options);
 	if (ctx == NULL) {
 		fprintf(stderr, "%s: cannot listen on %s (see civetweb's message above)\n",
-			app->name, listen);
+			config->name, listen);
 		mg_exit_library();
 		return 1;
 	}
-	mg_set_request_handler(ctx, "/", dispatch, app);
+	mg_set_request_handler(ctx, "/", dispatch, (void *)config);
 	fprintf(stderr, "%s: listening on http://%s (%ld worker threads)\n",
-		app->name, listen, app->worker_threads);
+		config->name, listen, config->worker_threads);
 
 	sigwait(stop_signals, &signal_number);
-	fprintf(stderr, "%s: %s received, stopping\n", app->name,
+	fprintf(stderr, "%s: %s received, stopping\n", config->name,
 		signal_number == SIGINT ? "SIGINT" : "SIGTERM");
 	mg_stop(ctx);
 	mg_exit_library();
 	return 0;
 }
+
+const struct kit_server kit_civetweb_server = {
+	.name = "civetweb",
+	.shares_threads = false,
+	.configure = civetweb_configure,
+	.run = civetweb_run,
+};

@@ -1,8 +1,14 @@
 /*
- * event_loop.c - the kit's second server core (kit/event_loop.h): the
- * loop threads, the coroutines requests run on, and the waits that let a
- * request yield. What a loop does with a client connection's bytes is in
- * loop_connection.c.
+ * event_loop.c - the kit's second server core (server/core.h): the loop
+ * threads, the coroutines requests run on, and the waits that let a
+ * request yield (this core's table of kit/wait.h). What a loop does with a
+ * client connection's bytes is in loop_connection.c.
+ *
+ * civetweb gives every open connection a thread. A gateway mostly waits -
+ * on the client, on Redis, on the upstream - and with a thread per
+ * connection each wait is a sleep and a wake-up, and each idle keep-alive
+ * connection holds a thread's memory. Here one thread waits on all of them
+ * at once (epoll), the way nginx and Envoy do.
  *
  * LOOP_THREADS threads, each with its own listening socket (SO_REUSEPORT:
  * the kernel spreads new connections over them), its own epoll set and
@@ -10,18 +16,30 @@
  * until that connection closes.
  *
  * A round of the loop: wait for events (epoll_wait), handle them, run
- * every request that can go on, then the work left for the end of the
- * round (kit_at_round_end: the round's Redis commands in one write) and
- * the round's access-log lines in one write.
+ * every request that can go on, give each posted connection its turn (a
+ * pipelined request, the next 16 KiB of input: one turn per round, so one
+ * busy client cannot hold the thread, as nginx posts events and redis caps
+ * a read), then the work left for the end of the round (kit_at_round_end:
+ * the round's Redis commands in one write) and the round's access-log
+ * lines in one write.
  *
- * Coroutines are ucontext_t contexts on small mmap()ed stacks with a guard
- * page, reused from a free list; only the pages a request touches become
- * resident. ASan is told about every stack switch.
+ * Coroutines run on small mmap()ed stacks with a guard page, reused from a
+ * free list; only the pages a request touches become resident. Switching
+ * to one and back costs no system call (context_switch.c). ASan is told
+ * about every stack switch. A request that holds the thread longer than
+ * LOOP_STALL_MS without yielding is logged and counted: something on its
+ * path blocks.
  *
- * Threads: a loop thread owns everything here except the app (read-only)
- * and the stop eventfd, which the main thread writes on SIGINT/SIGTERM.
- * Every connection, coroutine and socket belongs to one loop thread for
- * its whole life, so nothing here takes a lock.
+ * At most MAX_CONNECTIONS / LOOP_THREADS connections per loop: at the cap,
+ * and when the process runs out of file descriptors, the loop stops
+ * accepting for a while (new clients wait in the kernel's backlog) rather
+ * than spinning on a listening socket it cannot drain.
+ *
+ * Threads: a loop thread owns everything here except the config
+ * (read-only), the stop eventfd, which the main thread writes on
+ * SIGINT/SIGTERM, and the counters /metrics reads (atomics). Every
+ * connection, coroutine and socket belongs to one loop thread for its
+ * whole life, so nothing here takes a lock.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -38,14 +56,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/event_loop_internal.h"
 #include "kit/config.h"
-#include "kit/event_loop.h"
+#include "kit/metrics.h"
 #include "kit/request.h"
+#include "kit/wait.h"
+#include "server/event_loop_internal.h"
 
 #define STACK_SIZE (128 * 1024)      /* a coroutine's stack (virtual; touched pages count) */
 #define SPARE_COROUTINES 256         /* kept for reuse per loop thread          */
 #define MAX_EVENTS 128
+#define ACCEPT_RETRY_MS 100          /* out of file descriptors: try again after */
+#define LOG_INTERVAL_NS 1000000000ULL /* a repeated complaint: once a second    */
 
 /* A socket libcurl asked us to watch. */
 struct curl_watch {
@@ -56,7 +77,33 @@ struct curl_watch {
 static __thread struct loop *current_loop;
 __thread struct coroutine *current_coroutine;
 
+/* The process's loops, for the gauges /metrics reads (set by loop_run). */
+static struct loop *all_loops;
+static long all_loop_count;
+static struct kit_metric *accept_pauses_metric;
+static struct kit_metric *stalls_metric;
+
 /* ---- coroutines ---- */
+
+/* Where every coroutine starts: one request (loop_connection.c), then back
+ * to the loop for good; coroutine_get() prepares it afresh for the next. */
+static void coroutine_main(void)
+{
+	struct coroutine *co = current_coroutine;
+	struct loop *loop = co->loop;
+
+#if KIT_ASAN
+	__sanitizer_finish_switch_fiber(NULL, &loop->main_stack_bottom,
+					&loop->main_stack_size);
+#endif
+	loop_request_main();
+	co->finished = true;
+#if KIT_ASAN
+	/* NULL: this stack's frames are done with. */
+	__sanitizer_start_switch_fiber(NULL, loop->main_stack_bottom, loop->main_stack_size);
+#endif
+	kit_context_switch(&co->context, &loop->main_context);
+}
 
 /* A coroutine from the free list or a new one; NULL when out of memory. */
 struct coroutine *coroutine_get(struct loop *loop)
@@ -81,18 +128,12 @@ struct coroutine *coroutine_get(struct loop *loop)
 		mprotect(co->stack, 4096, PROT_NONE);
 		co->loop = loop;
 		co->wait_watch.kind = WATCH_WAIT;
-		/* Once per coroutine: getcontext costs a system call (the
-		 * signal mask), and makecontext below only needs the stack
-		 * and the link, which never change. */
-		getcontext(&co->context);
-		co->context.uc_stack.ss_sp = co->stack;
-		co->context.uc_stack.ss_size = STACK_SIZE;
-		co->context.uc_link = &loop->main_context;
 	}
 	co->next = NULL;
 	co->finished = false;
 	co->conn = NULL;
-	makecontext(&co->context, loop_request_main, 0); /* start at the top again */
+	/* Start at the top again: a few stores, no system call. */
+	kit_context_prepare(&co->context, co->stack, STACK_SIZE, coroutine_main);
 	return co;
 }
 
@@ -122,7 +163,7 @@ void coroutine_resume(struct loop *loop, struct coroutine *co)
 	__sanitizer_start_switch_fiber(&fake_stack, co->stack, STACK_SIZE);
 #endif
 	current_coroutine = co;
-	swapcontext(&loop->main_context, &co->context);
+	kit_context_switch(&loop->main_context, &co->context);
 	current_coroutine = NULL;
 #if KIT_ASAN
 	__sanitizer_finish_switch_fiber(fake_stack, NULL, NULL);
@@ -139,7 +180,7 @@ static void coroutine_yield(struct coroutine *co)
 	__sanitizer_start_switch_fiber(&fake_stack, loop->main_stack_bottom,
 				       loop->main_stack_size);
 #endif
-	swapcontext(&co->context, &loop->main_context);
+	kit_context_switch(&co->context, &loop->main_context);
 #if KIT_ASAN
 	__sanitizer_finish_switch_fiber(fake_stack, &loop->main_stack_bottom,
 					&loop->main_stack_size);
@@ -156,7 +197,7 @@ static void make_ready(struct loop *loop, struct coroutine *co)
 	loop->ready_tail = co;
 }
 
-/* ---- waiting inside a request ---- */
+/* ---- this core's waits (kit/wait.h) ---- */
 
 static void waiting_remove(struct loop *loop, struct coroutine *co)
 {
@@ -185,22 +226,14 @@ static void wait_until_woken(struct coroutine *co, long timeout_ms)
 	coroutine_yield(co);
 }
 
-int kit_wait_fd(int fd, short events, long timeout_ms)
+static int loop_wait_fd(int fd, short events, long timeout_ms)
 {
 	struct coroutine *co = current_coroutine;
 	struct loop *loop;
 	struct epoll_event event = { 0 };
 
-	if (co == NULL) {
-		/* A civetweb worker (or a loop thread outside a request): block. */
-		struct pollfd pfd = { .fd = fd, .events = events };
-		int n;
-
-		do {
-			n = poll(&pfd, 1, (int)timeout_ms);
-		} while (n < 0 && errno == EINTR);
-		return n < 0 ? -1 : n > 0;
-	}
+	if (co == NULL) /* on the loop thread, outside any request: block */
+		return kit_blocking_waits.fd(fd, events, timeout_ms);
 	loop = co->loop;
 	event.events = EPOLLONESHOT | ((events & POLLIN) ? EPOLLIN : 0) |
 		       ((events & POLLOUT) ? EPOLLOUT : 0);
@@ -220,12 +253,12 @@ int kit_wait_fd(int fd, short events, long timeout_ms)
 	return co->wait_result;
 }
 
-struct kit_waiter *kit_waiter_self(void)
+static struct kit_waiter *loop_waiter_self(void)
 {
 	return (struct kit_waiter *)current_coroutine;
 }
 
-int kit_waiter_sleep(long timeout_ms)
+static int loop_waiter_sleep(long timeout_ms)
 {
 	struct coroutine *co = current_coroutine;
 
@@ -236,7 +269,7 @@ int kit_waiter_sleep(long timeout_ms)
 	return co->wait_result;
 }
 
-void kit_waiter_wake(struct kit_waiter *waiter)
+static void loop_waiter_wake(struct kit_waiter *waiter)
 {
 	struct coroutine *co = (struct coroutine *)waiter;
 
@@ -247,7 +280,7 @@ void kit_waiter_wake(struct kit_waiter *waiter)
 	make_ready(co->loop, co);
 }
 
-CURLcode kit_http_perform(CURL *easy)
+static CURLcode loop_http_perform(CURL *easy)
 {
 	struct coroutine *co = current_coroutine;
 	CURLMcode added;
@@ -259,7 +292,7 @@ CURLcode kit_http_perform(CURL *easy)
 	added = curl_multi_add_handle(co->loop->multi, easy);
 	if (added != CURLM_OK) {
 		fprintf(stderr, "%s: curl_multi_add_handle: %s\n",
-			kit_app_name(co->loop->app), curl_multi_strerror(added));
+			co->loop->config->name, curl_multi_strerror(added));
 		return CURLE_FAILED_INIT;
 	}
 	while (!co->curl_done)
@@ -268,14 +301,12 @@ CURLcode kit_http_perform(CURL *easy)
 	return co->curl_result;
 }
 
-/* ---- work left for the end of the round ---- */
-
-void kit_at_round_end(void (*fn)(void *arg), void *arg)
+static void loop_at_round_end(void (*fn)(void *arg), void *arg)
 {
 	struct loop *loop = current_coroutine != NULL ? current_coroutine->loop : NULL;
 
 	if (loop == NULL || loop->round_end_count == ROUND_END_MAX) {
-		fn(arg); /* a civetweb worker, or too many: now */
+		fn(arg); /* outside a request, or too many: now */
 		return;
 	}
 	loop->round_end[loop->round_end_count].fn = fn;
@@ -290,47 +321,41 @@ static void run_round_end(struct loop *loop)
 	loop->round_end_count = 0;
 }
 
-/* ---- standard output, once a round ---- */
-
 #define STDOUT_BUFFER_MAX 65536
-
-static void write_all(const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(STDOUT_FILENO, data, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return; /* stdout is gone: nothing useful to do */
-		data += n;
-		len -= (size_t)n;
-	}
-}
 
 static void stdout_flush(struct loop *loop)
 {
 	if (loop->stdout_len == 0)
 		return;
-	write_all(loop->stdout_lines, loop->stdout_len);
+	kit_blocking_waits.write_stdout(loop->stdout_lines, loop->stdout_len);
 	loop->stdout_len = 0;
 }
 
-void kit_write_stdout(const char *data, size_t len)
+static void loop_write_stdout(const char *data, size_t len)
 {
 	struct loop *loop = current_loop;
 
-	if (loop != NULL && loop->stdout_len + len > STDOUT_BUFFER_MAX)
+	if (loop->stdout_len + len > STDOUT_BUFFER_MAX)
 		stdout_flush(loop);
-	if (loop != NULL && loop->stdout_lines == NULL && len <= STDOUT_BUFFER_MAX)
+	if (loop->stdout_lines == NULL && len <= STDOUT_BUFFER_MAX)
 		loop->stdout_lines = malloc(STDOUT_BUFFER_MAX);
-	if (loop == NULL || loop->stdout_lines == NULL || len > STDOUT_BUFFER_MAX) {
-		write_all(data, len); /* a civetweb worker, or no buffer */
+	if (loop->stdout_lines == NULL || len > STDOUT_BUFFER_MAX) {
+		kit_blocking_waits.write_stdout(data, len); /* no buffer: at once */
 		return;
 	}
 	memcpy(loop->stdout_lines + loop->stdout_len, data, len);
 	loop->stdout_len += len;
 }
+
+static const struct kit_waits loop_waits = {
+	.fd = loop_wait_fd,
+	.http = loop_http_perform,
+	.self = loop_waiter_self,
+	.sleep = loop_waiter_sleep,
+	.wake = loop_waiter_wake,
+	.at_round_end = loop_at_round_end,
+	.write_stdout = loop_write_stdout,
+};
 
 /* ---- libcurl's multi interface on this loop ---- */
 
@@ -407,10 +432,64 @@ static void curl_act(struct loop *loop, curl_socket_t fd, int flags)
 	curl_collect(loop);
 }
 
+/* ---- accepting, paused and resumed ---- */
+
+static const char *const pause_reasons[] = {
+	[ACCEPT_OPEN] = "none",
+	[ACCEPT_FULL] = "max_connections",
+	[ACCEPT_NO_FDS] = "no_file_descriptors",
+};
+
+void loop_count_accept_pause(enum accept_pause reason)
+{
+	const char *labels[] = { pause_reasons[reason] };
+
+	kit_metric_add(accept_pauses_metric, labels, 1);
+}
+
+/* Stops watching the listening socket: at the connection cap until one
+ * closes, out of file descriptors for ACCEPT_RETRY_MS. Clients meanwhile
+ * wait in the kernel's backlog. The level-triggered listening socket
+ * would otherwise wake the loop again at once, forever. */
+void loop_pause_accept(struct loop *loop, enum accept_pause reason, uint64_t now)
+{
+	if (loop->accept_paused != ACCEPT_OPEN || loop->listen_fd < 0)
+		return;
+	epoll_ctl(loop->epoll_fd, EPOLL_CTL_DEL, loop->listen_fd, NULL);
+	loop->accept_paused = reason;
+	loop->accept_resume_ns = reason == ACCEPT_NO_FDS ? now + ms_to_ns(ACCEPT_RETRY_MS) : 0;
+	loop_count_accept_pause(reason);
+	if (reason == ACCEPT_NO_FDS) {
+		/* Said once a second at most, with how many went unsaid. */
+		if (now - loop->accept_error_logged_ns >= LOG_INTERVAL_NS) {
+			fprintf(stderr, "%s: accept: out of file descriptors (%d connections open "
+				"on loop %d); pausing accept for %d ms (%ld more since last said)\n",
+				loop->config->name, loop->conn_count, loop->index,
+				ACCEPT_RETRY_MS, loop->accept_errors_unlogged);
+			loop->accept_error_logged_ns = now;
+			loop->accept_errors_unlogged = 0;
+		} else {
+			loop->accept_errors_unlogged++;
+		}
+	}
+}
+
+void loop_resume_accept(struct loop *loop)
+{
+	struct epoll_event event = { .events = EPOLLIN };
+
+	if (loop->accept_paused == ACCEPT_OPEN || loop->listen_fd < 0 || loop->stopping)
+		return;
+	event.data.ptr = &loop->listen_watch;
+	epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->listen_fd, &event);
+	loop->accept_paused = ACCEPT_OPEN;
+}
+
 /* ---- timers ---- */
 
-/* Wakes requests whose wait has timed out, runs libcurl's timer, and
- * once a second closes connections past their deadline. */
+/* Wakes requests whose wait has timed out, runs libcurl's timer, resumes
+ * accepting after a pause for file descriptors, and once a second closes
+ * connections past their deadline. */
 static void expire(struct loop *loop, uint64_t now)
 {
 	struct coroutine *co = loop->waiting;
@@ -429,21 +508,26 @@ static void expire(struct loop *loop, uint64_t now)
 		loop->curl_deadline_ns = 0;
 		curl_act(loop, CURL_SOCKET_TIMEOUT, 0);
 	}
+	if (loop->accept_paused == ACCEPT_NO_FDS && now >= loop->accept_resume_ns)
+		loop_resume_accept(loop);
 	if (now >= loop->next_sweep_ns) {
 		loop->next_sweep_ns = now + 1000000000ULL;
 		loop_sweep_connections(loop, now);
 	}
 }
 
-/* How long epoll_wait may sleep: until the nearest deadline, at most 1 s. */
+/* How long epoll_wait may sleep: until the nearest deadline, at most 1 s;
+ * not at all when requests or connections wait for their turn. */
 static int next_timeout_ms(struct loop *loop, uint64_t now)
 {
 	uint64_t nearest = loop->next_sweep_ns;
 
-	if (loop->ready_head != NULL)
+	if (loop->ready_head != NULL || loop->posted_head != NULL)
 		return 0;
 	if (loop->curl_deadline_ns != 0 && loop->curl_deadline_ns < nearest)
 		nearest = loop->curl_deadline_ns;
+	if (loop->accept_paused == ACCEPT_NO_FDS && loop->accept_resume_ns < nearest)
+		nearest = loop->accept_resume_ns;
 	for (struct coroutine *co = loop->waiting; co != NULL; co = co->wait_next) {
 		if (co->wait_deadline_ns < nearest)
 			nearest = co->wait_deadline_ns;
@@ -454,6 +538,35 @@ static int next_timeout_ms(struct loop *loop, uint64_t now)
 }
 
 /* ---- the loop thread ---- */
+
+/* Runs every request that can go on. One that holds the thread past
+ * LOOP_STALL_MS without yielding is reported: every other request of this
+ * thread waited that long. */
+static void run_ready(struct loop *loop)
+{
+	while (loop->ready_head != NULL) {
+		struct coroutine *co = loop->ready_head;
+		uint64_t started = kit_now_ns(), held_ms;
+
+		loop->ready_head = co->next;
+		if (loop->ready_head == NULL)
+			loop->ready_tail = NULL;
+		coroutine_resume(loop, co);
+		held_ms = (kit_now_ns() - started) / 1000000;
+		if (held_ms >= (uint64_t)loop->config->loop_stall_ms) {
+			kit_metric_add(stalls_metric, NULL, 1);
+			if (started - loop->stall_logged_ns >= LOG_INTERVAL_NS) {
+				fprintf(stderr, "%s: a request held event-loop thread %d for %llu ms "
+					"without yielding: something on its path blocks (waits must "
+					"go through kit/wait.h; blocking code runs on SERVER_CORE=threads)\n",
+					loop->config->name, loop->index, (unsigned long long)held_ms);
+				loop->stall_logged_ns = started;
+			}
+		}
+		if (co->finished)
+			loop_request_done(co->conn);
+	}
+}
 
 static void loop_stop_accepting(struct loop *loop)
 {
@@ -472,6 +585,7 @@ static void *loop_main(void *arg)
 	uint64_t stop_deadline = 0;
 
 	current_loop = loop;
+	kit_thread_begin(&loop->thread_state, loop->config, &loop_waits);
 	for (;;) {
 		uint64_t now = kit_now_ns();
 		int n;
@@ -483,7 +597,7 @@ static void *loop_main(void *arg)
 		loop_start_queued(loop);
 		n = epoll_wait(loop->epoll_fd, events, MAX_EVENTS, next_timeout_ms(loop, now));
 		if (n < 0 && errno != EINTR) {
-			fprintf(stderr, "%s: epoll_wait: %s\n", kit_app_name(loop->app),
+			fprintf(stderr, "%s: epoll_wait: %s\n", loop->config->name,
 				strerror(errno));
 			break;
 		}
@@ -502,6 +616,7 @@ static void *loop_main(void *arg)
 					/* the signal is what matters, not the count */
 				}
 				loop_stop_accepting(loop);
+				/* In-flight requests get this long to finish. */
 				stop_deadline = kit_now_ns() + ms_to_ns(5000);
 				break;
 			}
@@ -531,29 +646,24 @@ static void *loop_main(void *arg)
 			}
 		}
 		expire(loop, kit_now_ns());
-		/* Run every request that can go on; one may make another ready. */
-		while (loop->ready_head != NULL) {
-			struct coroutine *co = loop->ready_head;
-
-			loop->ready_head = co->next;
-			if (loop->ready_head == NULL)
-				loop->ready_tail = NULL;
-			coroutine_resume(loop, co);
-			if (co->finished)
-				loop_request_done(co->conn);
-		}
+		run_ready(loop);
+		/* Each connection with work left gets one turn; what it starts
+		 * runs now, what it leaves waits for the next round. */
+		loop_serve_posted(loop);
+		run_ready(loop);
 		run_round_end(loop);
 		stdout_flush(loop); /* the round's access log lines, in one write */
 	}
 	run_round_end(loop);
 	stdout_flush(loop);
 	free(loop->stdout_lines);
+	loop->stdout_lines = NULL;
 	loop_close_all_connections(loop);
 	/* The multi handle's cached connections first: closing them reports
 	 * to the proxy's per-thread state, released just after. */
 	curl_multi_cleanup(loop->multi);
 	loop->multi = NULL;
-	kit_thread_release(&loop->resources);
+	kit_thread_end(&loop->thread_state);
 	while (loop->spare != NULL) {
 		struct coroutine *co = loop->spare;
 
@@ -566,14 +676,14 @@ static void *loop_main(void *arg)
 /* Opens this loop's listening socket. Returns 0, or -1 after saying why. */
 static int loop_listen(struct loop *loop)
 {
-	struct kit_app *app = loop->app;
+	const struct kit_server_config *config = loop->config;
 	struct sockaddr_in address = { .sin_family = AF_INET };
 	int one = 1;
 
-	address.sin_port = htons((uint16_t)kit_app_port(app));
-	if (inet_pton(AF_INET, app->bind_address, &address.sin_addr) != 1) {
-		fprintf(stderr, "%s: BIND_ADDRESS %s is not an IPv4 address\n", app->name,
-			app->bind_address);
+	address.sin_port = htons((uint16_t)config->port);
+	if (inet_pton(AF_INET, config->bind_address, &address.sin_addr) != 1) {
+		fprintf(stderr, "%s: BIND_ADDRESS %s is not an IPv4 address\n", config->name,
+			config->bind_address);
 		return -1;
 	}
 	loop->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -581,29 +691,30 @@ static int loop_listen(struct loop *loop)
 	    setsockopt(loop->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    setsockopt(loop->listen_fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
 	    bind(loop->listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-	    listen(loop->listen_fd, 512) != 0) {
-		fprintf(stderr, "%s: cannot listen on %s:%ld: %s\n", app->name,
-			app->bind_address, app->port, strerror(errno));
+	    listen(loop->listen_fd, (int)config->policy.listen_backlog) != 0) {
+		fprintf(stderr, "%s: cannot listen on %s:%ld: %s\n", config->name,
+			config->bind_address, config->port, strerror(errno));
 		return -1;
 	}
 	return 0;
 }
 
-static int loop_init(struct loop *loop, struct kit_app *app, int index)
+static int loop_init(struct loop *loop, const struct kit_server_config *config, int index)
 {
 	struct epoll_event event = { .events = EPOLLIN };
+	long per_loop = config->policy.max_connections / config->loop_threads;
 
-	loop->app = app;
+	loop->config = config;
 	loop->index = index;
 	loop->listen_fd = -1;
-	loop->resources.app = app;
+	loop->max_conns = per_loop > 0 ? (int)per_loop : 1;
 	loop->listen_watch.kind = WATCH_LISTEN;
 	loop->stop_watch.kind = WATCH_STOP;
 	loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	loop->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	loop->multi = curl_multi_init();
 	if (loop->epoll_fd < 0 || loop->stop_fd < 0 || loop->multi == NULL) {
-		fprintf(stderr, "%s: cannot create an event loop: %s\n", app->name,
+		fprintf(stderr, "%s: cannot create an event loop: %s\n", config->name,
 			strerror(errno));
 		return -1;
 	}
@@ -613,9 +724,11 @@ static int loop_init(struct loop *loop, struct kit_app *app, int index)
 	curl_multi_setopt(loop->multi, CURLMOPT_SOCKETDATA, loop);
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERFUNCTION, curl_on_timer);
 	curl_multi_setopt(loop->multi, CURLMOPT_TIMERDATA, loop);
-	if (app->loop_max_idle > 0)
-		curl_multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, app->loop_max_idle);
+	if (config->loop_max_idle > 0)
+		curl_multi_setopt(loop->multi, CURLMOPT_MAXCONNECTS, config->loop_max_idle);
 
+	/* Level-triggered: a connection left in the backlog (paused, or more
+	 * than one round's worth) wakes the loop again. */
 	event.data.ptr = &loop->listen_watch;
 	epoll_ctl(loop->epoll_fd, EPOLL_CTL_ADD, loop->listen_fd, &event);
 	event.data.ptr = &loop->stop_watch;
@@ -635,68 +748,103 @@ static void loop_free(struct loop *loop)
 		close(loop->epoll_fd);
 }
 
-void kit_app_use_event_loop(struct kit_app *app)
+/* ---- the server's counters (/metrics) ---- */
+
+static void collect_gauges(void *arg)
 {
-	const char *core = kit_env_string("SERVER_CORE", "events");
+	static struct kit_metric *connections, *queued;
+	long open = 0, waiting = 0;
+
+	if (connections == NULL) {
+		connections = kit_metric_register(KIT_GAUGE, "kit_server_connections",
+			"Client connections open on the event-loop core", NULL, NULL, 0);
+		queued = kit_metric_register(KIT_GAUGE, "kit_server_requests_queued",
+			"Requests waiting for one of LOOP_MAX_REQUESTS coroutines", NULL, NULL, 0);
+	}
+	for (long i = 0; i < all_loop_count; i++) {
+		open += atomic_load(&all_loops[i].open_connections);
+		waiting += atomic_load(&all_loops[i].queued_requests);
+	}
+	kit_metric_set(connections, NULL, (double)open);
+	kit_metric_set(queued, NULL, (double)waiting);
+}
+
+static void register_metrics(void)
+{
+	static const char *const reason[] = { "reason", NULL };
+
+	accept_pauses_metric = kit_metric_register(KIT_COUNTER,
+		"kit_server_accept_pauses_total",
+		"Times a loop stopped accepting: at MAX_CONNECTIONS, or out of file descriptors",
+		reason, NULL, 0);
+	stalls_metric = kit_metric_register(KIT_COUNTER, "kit_server_loop_stalls_total",
+		"Requests that held an event-loop thread past LOOP_STALL_MS without yielding",
+		NULL, NULL, 0);
+	kit_metrics_on_render(collect_gauges, NULL);
+}
+
+/* ---- the server ---- */
+
+static int loop_configure(struct kit_server_config *config)
+{
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (strcmp(core, "threads") == 0)
-		return;
-	if (strcmp(core, "events") != 0) {
-		kit_app_fail(app, "SERVER_CORE: \"%s\" is neither events nor threads", core);
-		return;
-	}
-	if (kit_env_long("LOOP_THREADS", cpus > 0 ? cpus : 1, 1, 64, &app->loop_threads) != 0 ||
-	    kit_env_long("LOOP_MAX_REQUESTS", 64, 1, 4096, &app->loop_max_requests) != 0) {
-		app->failed = true;
-		return;
-	}
-	app->event_loop = true;
+	if (kit_env_long("LOOP_THREADS", cpus > 0 ? cpus : 1, 1, 64, &config->loop_threads) != 0 ||
+	    kit_env_long("LOOP_MAX_REQUESTS", 64, 1, 4096, &config->loop_max_requests) != 0 ||
+	    kit_env_long("LOOP_STALL_MS", 100, 1, 60000, &config->loop_stall_ms) != 0)
+		return -1;
+	return 0;
 }
 
-void kit_loop_set_max_idle(struct kit_app *app, long connections)
+static int loop_run(const struct kit_server_config *config, const sigset_t *stop_signals)
 {
-	app->loop_max_idle = connections;
-}
-
-int kit_loop_run(struct kit_app *app, const sigset_t *stop_signals)
-{
-	struct loop *loops = calloc((size_t)app->loop_threads, sizeof(*loops));
+	struct loop *loops = calloc((size_t)config->loop_threads, sizeof(*loops));
 	int started = 0, signal_number = 0, status = 0;
 
 	if (loops == NULL)
 		return 1;
-	for (int i = 0; i < app->loop_threads; i++) {
+	for (int i = 0; i < config->loop_threads; i++) {
 		loops[i].epoll_fd = loops[i].stop_fd = loops[i].listen_fd = -1;
-		if (loop_init(&loops[i], app, i) != 0) {
+		if (loop_init(&loops[i], config, i) != 0) {
 			status = 1;
 			goto out;
 		}
 	}
-	for (; started < app->loop_threads; started++) {
+	all_loops = loops;
+	all_loop_count = config->loop_threads;
+	register_metrics();
+	for (; started < config->loop_threads; started++) {
 		if (pthread_create(&loops[started].thread, NULL, loop_main, &loops[started]) != 0) {
-			fprintf(stderr, "%s: cannot start an event-loop thread\n", app->name);
+			fprintf(stderr, "%s: cannot start an event-loop thread\n", config->name);
 			status = 1;
 			goto out;
 		}
 	}
 	fprintf(stderr, "%s: listening on http://%s:%ld (%ld event-loop threads)\n",
-		app->name, app->bind_address, app->port, app->loop_threads);
+		config->name, config->bind_address, config->port, config->loop_threads);
 
 	sigwait(stop_signals, &signal_number);
-	fprintf(stderr, "%s: %s received, stopping\n", app->name,
+	fprintf(stderr, "%s: %s received, stopping\n", config->name,
 		signal_number == SIGINT ? "SIGINT" : "SIGTERM");
 out:
 	for (int i = 0; i < started; i++) {
 		uint64_t one = 1;
 
 		if (write(loops[i].stop_fd, &one, sizeof(one)) < 0)
-			fprintf(stderr, "%s: cannot stop loop %d\n", app->name, i);
+			fprintf(stderr, "%s: cannot stop loop %d\n", config->name, i);
 	}
 	for (int i = 0; i < started; i++)
 		pthread_join(loops[i].thread, NULL);
-	for (int i = 0; i < app->loop_threads; i++)
+	all_loop_count = 0; /* the gauges stop reading the loops */
+	for (int i = 0; i < config->loop_threads; i++)
 		loop_free(&loops[i]);
 	free(loops);
 	return status;
 }
+
+const struct kit_server kit_event_loop_server = {
+	.name = "event loop",
+	.shares_threads = true,
+	.configure = loop_configure,
+	.run = loop_run,
+};

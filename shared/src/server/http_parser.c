@@ -279,7 +279,7 @@ static int read_content_length(const char *value, long long *length)
  * the body is, whether the connection stays open, whether the client waits
  * for "100 Continue". Returns 0, 400 or 501.
  */
-static int read_framing_headers(struct kit_http_head *head)
+int kit_http_read_framing(struct kit_http_head *head)
 {
 	bool has_length = false;
 	int encodings = 0;
@@ -288,6 +288,8 @@ static int read_framing_headers(struct kit_http_head *head)
 	bool keep_alive = false;
 	bool expect_continue = false;
 
+	head->content_length = -1;
+	head->chunked = false;
 	for (int i = 0; i < head->header_count; i++) {
 		const char *name = head->headers[i].name;
 		const char *value = head->headers[i].value;
@@ -384,7 +386,7 @@ int kit_http_parse_head(char *buf, size_t len, size_t max_head,
 	}
 
 	/* 4. What the headers say about the body and the connection. */
-	status = read_framing_headers(head);
+	status = kit_http_read_framing(head);
 	if (status != 0)
 		return status;
 	head->head_len = head_len;

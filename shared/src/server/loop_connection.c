@@ -1,27 +1,36 @@
 /*
  * loop_connection.c - one client connection on an event-loop thread: the
- * HTTP/1.1 server half of the event-loop core (event_loop.c runs the
- * threads, the coroutines and the waits).
+ * HTTP/1.1 server half of the event-loop core, and its transport
+ * (server/core.h; event_loop.c runs the threads, the coroutines and the
+ * waits).
  *
  * A connection goes round four steps:
  *   1. read the request head and parse it (http_parser.c); a malformed
- *      one is answered 400/431/501/505 here and the connection closed
- *   2. read the body: Content-Length bytes, or chunks decoded as they
- *      come, up to MAX_BODY_BYTES ("100 Continue" first when asked); a
- *      body over the limit is not read: the request goes on marked too
- *      large, kit_request_body() answers 413, and the connection closes
- *   3. run the request through the app (kit_app_serve: the chain, the
- *      handler, the finish hooks) on a coroutine of its own, once one of
- *      LOOP_MAX_REQUESTS is free. Where the code would block - Redis, the
- *      upstream - it calls kit_wait_fd() or kit_http_perform(), the
- *      coroutine yields, and the loop serves other connections until the
- *      socket is ready or the deadline passes
- *   4. send the response (kit_respond -> kit_loop_send); once the client
- *      has taken all of it, go back to 1 for the next request, or close
- *      (Connection: close, HTTP/1.0, a 401, an unread body)
- * Timeouts: a request must arrive whole within REQUEST_TIMEOUT_MS of its
- * first byte (408 otherwise), an idle keep-alive connection is closed after
- * KEEP_ALIVE_TIMEOUT_MS, and so is one whose client stops reading.
+ *      one becomes a refusal (400/431/501/505), served like a request so
+ *      it is logged and counted, and the connection closes after it
+ *   2. run the request through the app on a coroutine of its own, once
+ *      one of LOOP_MAX_REQUESTS is free; where the code would block it
+ *      yields (kit/wait.h) and the loop serves other connections
+ *   3. the body is read only when the app asks (read_body below): a
+ *      request that auth or the rate limit refuses never costs its body.
+ *      "100 Continue" goes out on that first read. The request yields
+ *      while bytes are on their way
+ *   4. the response goes out (send); once the client has taken all of it
+ *      the connection is posted for the loop's next round, where the next
+ *      request (pipelined, or still to come) gets its turn. A body the app
+ *      did not read, Connection: close, HTTP/1.0 or a refusal close it.
+ *
+ * Fairness and bounds: a connection gets one turn per round (one read of
+ * at most READ_CHUNK bytes, one request started), so a client pipelining
+ * thousands of requests is served in step with everyone else on its loop
+ * thread. The input buffer holds at most MAX_HEADER_BYTES + READ_CHUNK;
+ * what a client sends beyond waits in the socket. A client that pipelines
+ * but does not read its answers is held to one answer at a time.
+ *
+ * Timeouts (server/http_policy.c): a request, head and body, must arrive
+ * within REQUEST_TIMEOUT_MS of its first byte, whether it comes first or
+ * pipelined after another (408); an idle keep-alive connection closes
+ * after KEEP_ALIVE_TIMEOUT_MS, and so does one whose client stops reading.
  *
  * Threads: a connection belongs to the loop thread that accepted it for
  * its whole life, so nothing here takes a lock.
@@ -37,46 +46,87 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "server/event_loop_internal.h"
 #include "kit/http_parser.h"
 #include "kit/request.h"
-#include "kit/response.h"
+#include "kit/wait.h"
+#include "server/event_loop_internal.h"
 
-#define HEAD_MAX 16384               /* request line and headers, like civetweb */
-#define REQUEST_TIMEOUT_MS 10000     /* a whole request, from its first byte   */
-#define KEEP_ALIVE_TIMEOUT_MS 30000  /* idle between requests; a stalled send  */
+#define READ_CHUNK 16384             /* most one read takes (redis: 16 KiB)     */
+#define FIRST_BUFFER 4096            /* a connection's input buffer to start    */
+#define ACCEPTS_PER_ROUND 64         /* new connections one round takes         */
 
-enum conn_state { READING_HEAD, READING_BODY, IN_APP, CLOSING };
+enum conn_state { READING_HEAD, IN_APP, CLOSING };
 
 struct kit_loop_conn {
 	struct watch watch;          /* WATCH_CONN, first: the event's pointer    */
 	struct loop *loop;
 	int fd;
 	char peer[48];
-	enum conn_state state;
-	bool readable;               /* an edge arrived we have not read after    */
+	enum conn_state state;       /* IN_APP also while queued for a coroutine */
+	bool readable;               /* an edge arrived we have not read all of   */
 	bool peer_closed;            /* the client shut down its side             */
 	bool close_after;            /* close once out is sent                    */
+	bool posted;                 /* on the loop's posted list                 */
+	bool dead;                   /* closed while posted: freed on its turn    */
 
-	char *in;                    /* received bytes not yet consumed           */
+	char *in;                    /* received bytes: the head, then the rest   */
 	size_t in_len, in_size;
 	char *out;                   /* response bytes not yet sent               */
 	size_t out_len, out_sent, out_size;
 
-	struct kit_http_head head;   /* the current request's, parsed in place   */
+	/* The current request. */
+	struct kit_http_head head;   /* parsed in place at the start of in        */
 	char *path;                  /* its path, decoded and normalized          */
 	size_t path_size;
-	char *body;                  /* its body, handed to the request           */
-	size_t body_len, body_size;
-	size_t body_consumed;        /* raw bytes of in the body took             */
-	struct kit_http_chunked chunked;
-	bool body_too_large;
+	int refusal;                 /* not 0: refused before the app (step 1)    */
+	const char *refusal_detail;
+	uint64_t request_deadline_ns; /* head and body must be in by then         */
 
-	uint64_t deadline_ns;        /* 0: none (the app is running)              */
-	struct coroutine *coroutine; /* while IN_APP                              */
+	/* Its body, as the app reads it (read_body). */
+	size_t body_pos;             /* where unread input starts (>= head_len)   */
+	long long body_left;         /* Content-Length bytes still to read        */
+	size_t body_received;        /* chunked: decoded bytes so far             */
+	struct kit_http_chunked chunked;
+	bool body_done;              /* all of it read, or there is none          */
+	bool continue_sent;
+	struct kit_waiter *body_waiter; /* the request, while it waits for bytes  */
+
+	uint64_t deadline_ns;        /* between requests: idle or partial; 0 in app */
+	struct coroutine *coroutine; /* while its request runs                    */
 	struct kit_loop_conn *prev, *next;
-	struct kit_loop_conn *queued_next; /* waiting for a coroutine         */
+	struct kit_loop_conn *queued_next; /* waiting for a coroutine             */
+	struct kit_loop_conn *posted_next;
 };
+
+static const struct kit_http_policy *policy_of(const struct kit_loop_conn *conn)
+{
+	return &conn->loop->config->policy;
+}
+
+/* ---- the posted list: connections with work for the next round ---- */
+
+static void conn_post(struct kit_loop_conn *conn)
+{
+	struct loop *loop = conn->loop;
+
+	if (conn->posted)
+		return;
+	conn->posted = true;
+	conn->posted_next = NULL;
+	if (loop->posted_tail != NULL)
+		loop->posted_tail->posted_next = conn;
+	else
+		loop->posted_head = conn;
+	loop->posted_tail = conn;
+}
+
+static void conn_free(struct kit_loop_conn *conn)
+{
+	free(conn->in);
+	free(conn->out);
+	free(conn->path);
+	free(conn);
+}
 
 static void conn_close(struct kit_loop_conn *conn)
 {
@@ -97,11 +147,14 @@ static void conn_close(struct kit_loop_conn *conn)
 	if (conn->next != NULL)
 		conn->next->prev = conn->prev;
 	loop->conn_count--;
-	free(conn->in);
-	free(conn->out);
-	free(conn->body);
-	free(conn->path);
-	free(conn);
+	atomic_fetch_sub(&loop->open_connections, 1);
+	if (loop->accept_paused == ACCEPT_FULL)
+		loop_resume_accept(loop);
+	if (conn->posted) {
+		conn->dead = true; /* loop_serve_posted() frees it */
+		return;
+	}
+	conn_free(conn);
 }
 
 /* Sends what is queued. Returns false when the connection was closed. */
@@ -119,7 +172,7 @@ static bool conn_flush(struct kit_loop_conn *conn)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			/* The client reads slowly: EPOLLOUT resumes us. */
-			conn->deadline_ns = kit_now_ns() + ms_to_ns(KEEP_ALIVE_TIMEOUT_MS);
+			conn->deadline_ns = kit_now_ns() + ms_to_ns(policy_of(conn)->keep_alive_timeout_ms);
 			return true;
 		}
 		conn->out_len = conn->out_sent = 0;
@@ -135,320 +188,28 @@ static bool conn_flush(struct kit_loop_conn *conn)
 	return true;
 }
 
-void kit_loop_send(struct kit_request *req, const char *data, size_t len, bool close_after)
+/* Appends data to what is to be sent. Returns false when out of memory
+ * (the connection is then to close). */
+static bool conn_queue(struct kit_loop_conn *conn, const char *data, size_t len)
 {
-	struct kit_loop_conn *conn = req->loop_conn;
-
-	if (close_after)
-		conn->close_after = true;
-	if (conn->peer_closed)
-		return;
 	if (conn->out_len + len > conn->out_size) {
 		size_t size = conn->out_len + len;
 		char *bigger = realloc(conn->out, size);
 
-		if (bigger == NULL) {
-			conn->close_after = true;
-			return;
-		}
+		if (bigger == NULL)
+			return false;
 		conn->out = bigger;
 		conn->out_size = size;
 	}
 	memcpy(conn->out + conn->out_len, data, len);
 	conn->out_len += len;
-	conn_flush(conn); /* IN_APP: never closes here */
+	return true;
 }
 
-struct kit_thread *kit_loop_thread(struct kit_request *req)
-{
-	return &req->loop_conn->loop->resources;
-}
-
-/* Answers a request that never reached the app (malformed, too slow) and
- * closes the connection once that is sent. */
-static void conn_refuse(struct kit_loop_conn *conn, int status, const char *detail)
-{
-	struct kit_request req;
-
-	memset(&req, 0, sizeof(req));
-	req.app = conn->loop->app;
-	req.loop_conn = conn;
-	req.method = "GET";
-	req.path = "";
-	kit_new_request_id(req.request_id);
-	kit_response_header(&req, "X-Request-Id", req.request_id);
-	conn->close_after = true;
-	conn->state = IN_APP; /* kit_loop_send must not close it under us */
-	kit_problem(&req, status, "%s", detail);
-	conn->state = READING_HEAD;
-	conn_flush(conn); /* closes it once the answer is out */
-}
-
-static void conn_serve(struct kit_loop_conn *conn);
-static void conn_read(struct kit_loop_conn *conn);
-static void conn_advance(struct kit_loop_conn *conn);
-static size_t conn_input_limit(const struct kit_loop_conn *conn);
-
-/* A coroutine's body: one request through the app. */
-void loop_request_main(void)
-{
-	struct coroutine *co = current_coroutine;
-	struct kit_loop_conn *conn = co->conn;
-	struct loop *loop = co->loop;
-	struct kit_request req;
-
-#if KIT_ASAN
-	__sanitizer_finish_switch_fiber(NULL, &loop->main_stack_bottom,
-					&loop->main_stack_size);
-#endif
-	memset(&req, 0, offsetof(struct kit_request, extra_headers));
-	req.extra_headers[0] = '\0';
-	req.extra_headers_len = 0;
-	req.app = loop->app;
-	req.loop_conn = conn;
-	req.http = &conn->head;
-	req.start_ns = kit_now_ns();
-	req.method = conn->head.method;
-	req.query = conn->head.query;
-	req.path = conn->path;
-	if (conn->body_too_large) {
-		req.body_too_large = true;
-	} else {
-		req.body = conn->body; /* the request owns it now */
-		req.body_len = conn->body_len;
-		req.body_read = true;
-		conn->body = NULL;
-		conn->body_len = conn->body_size = 0;
-	}
-	kit_app_serve(&req, conn->peer);
-	co->finished = true;
-#if KIT_ASAN
-	__sanitizer_start_switch_fiber(NULL, loop->main_stack_bottom, loop->main_stack_size);
-#endif
-	/* Returning switches to uc_link, the loop. */
-}
-
-/* The app is done with the connection's request: send, then read on. */
-void loop_request_done(struct kit_loop_conn *conn)
-{
-	struct loop *loop = conn->loop;
-
-	coroutine_put(loop, conn->coroutine);
-	conn->coroutine = NULL;
-	loop->active--;
-	/* What the request took off the input: its head and its body. */
-	size_t used = conn->head.head_len + conn->body_consumed;
-
-	if (conn->state == CLOSING || conn->body_too_large || !conn->head.keep_alive ||
-	    loop->stopping)
-		conn->close_after = true;
-	conn->state = READING_HEAD;
-	free(conn->body);
-	conn->body = NULL;
-	conn->body_len = conn->body_size = conn->body_consumed = 0;
-	conn->body_too_large = false;
-	if (used <= conn->in_len) {
-		memmove(conn->in, conn->in + used, conn->in_len - used);
-		conn->in_len -= used;
-	} else {
-		conn->in_len = 0;
-	}
-	conn->deadline_ns = kit_now_ns() + ms_to_ns(KEEP_ALIVE_TIMEOUT_MS);
-	conn_advance(conn); /* a pipelined request may already be here */
-}
-
-static void conn_start_app(struct kit_loop_conn *conn)
-{
-	struct loop *loop = conn->loop;
-	struct coroutine *co;
-
-	conn->state = IN_APP;
-	conn->deadline_ns = 0;
-	/* Back-pressure: at most LOOP_MAX_REQUESTS requests run at once on
-	 * a loop thread (each holds a stack, a curl handle, buffers). The
-	 * others wait their turn here, in arrival order. */
-	if (loop->active >= loop->app->loop_max_requests) {
-		conn->queued_next = NULL;
-		if (loop->queued_tail != NULL)
-			loop->queued_tail->queued_next = conn;
-		else
-			loop->queued_head = conn;
-		loop->queued_tail = conn;
-		return;
-	}
-	co = coroutine_get(loop);
-	if (co == NULL) {
-		conn->state = READING_HEAD;
-		conn_refuse(conn, 503, "the server is out of memory");
-		return;
-	}
-	loop->active++;
-	co->conn = conn;
-	conn->coroutine = co;
-	coroutine_resume(loop, co);
-	if (co->finished)
-		loop_request_done(conn);
-}
-
-/* A coroutine came free: the longest-waiting request gets it. */
-static void start_queued(struct loop *loop)
-{
-	struct kit_loop_conn *conn = loop->queued_head;
-
-	if (conn == NULL || loop->active >= loop->app->loop_max_requests)
-		return;
-	loop->queued_head = conn->queued_next;
-	if (loop->queued_head == NULL)
-		loop->queued_tail = NULL;
-	if (conn->state == CLOSING) { /* its client left while it waited */
-		conn->state = READING_HEAD;
-		conn_close(conn);
-		return;
-	}
-	conn_start_app(conn);
-}
-
-/* Whether the body has arrived (READING_BODY): BODY_READY, BODY_WAIT for
- * more bytes, or BODY_REFUSED after conn_refuse() (conn may be freed). */
-enum { BODY_READY, BODY_WAIT, BODY_REFUSED };
-static int conn_body_ready(struct kit_loop_conn *conn)
-{
-	const char *raw = conn->in + conn->head.head_len;
-	size_t raw_len = conn->in_len - conn->head.head_len;
-	size_t limit = kit_app_max_body(conn->loop->app);
-
-	if (!conn->head.chunked) {
-		size_t want = (size_t)conn->head.content_length;
-
-		if (raw_len < want)
-			return BODY_WAIT;
-		conn->body = malloc(want + 1);
-		if (conn->body == NULL) {
-			conn_refuse(conn, 503, "the server is out of memory");
-			return BODY_REFUSED;
-		}
-		memcpy(conn->body, raw, want);
-		conn->body[want] = '\0';
-		conn->body_len = want;
-		conn->body_consumed = want;
-		return BODY_READY;
-	}
-	/* Chunked: decode what has arrived. Decoded bytes are never more
-	 * than raw ones, so the buffer grows to what the raw bytes could
-	 * hold (at most the limit) and the decoder is given the whole
-	 * budget left under the limit. */
-	size_t raw_left = raw_len - conn->body_consumed;
-	size_t budget = limit - conn->body_len;
-	size_t need = conn->body_len + (raw_left < budget ? raw_left : budget) + 1;
-	size_t consumed = 0, produced = 0;
-	int result;
-
-	if (need > conn->body_size) {
-		size_t size = conn->body_size * 2 > need ? conn->body_size * 2 : need;
-		char *bigger;
-
-		if (size > limit + 1)
-			size = limit + 1;
-		bigger = realloc(conn->body, size);
-		if (bigger == NULL) {
-			conn_refuse(conn, 503, "the server is out of memory");
-			return BODY_REFUSED;
-		}
-		conn->body = bigger;
-		conn->body_size = size;
-	}
-	result = kit_http_chunked_decode(&conn->chunked, raw + conn->body_consumed, raw_left,
-					 &consumed, conn->body + conn->body_len, budget, &produced);
-	conn->body_consumed += consumed;
-	conn->body_len += produced;
-	if (result == 0) {
-		conn->body[conn->body_len] = '\0';
-		return BODY_READY;
-	}
-	if (result == 413) {
-		conn->body_too_large = true; /* kit_request_body answers 413 */
-		return BODY_READY;
-	}
-	if (result != KIT_HTTP_INCOMPLETE) {
-		conn_refuse(conn, 400, "the chunked body is malformed");
-		return BODY_REFUSED;
-	}
-	return BODY_WAIT;
-}
-
-/* Parses and serves what is in the input buffer. */
-static void conn_serve(struct kit_loop_conn *conn)
-{
-	struct kit_app *app = conn->loop->app;
-	int result;
-
-	if (conn->state == READING_HEAD) {
-		size_t target_len;
-
-		result = kit_http_parse_head(conn->in, conn->in_len, HEAD_MAX, &conn->head);
-		if (result == KIT_HTTP_INCOMPLETE)
-			return; /* the deadline was set when its first byte came */
-		if (result != 0) {
-			conn_refuse(conn, result, result == 431 ? "the request head is too large"
-					  : result == 505 ? "only HTTP/1.0 and HTTP/1.1 are served"
-					  : result == 501 ? "only the chunked transfer coding is supported"
-					  : "the request is malformed");
-			return;
-		}
-		target_len = conn->head.path_len;
-		if (conn->path_size < target_len + 1) {
-			char *bigger = realloc(conn->path, target_len + 1);
-
-			if (bigger == NULL) {
-				conn_refuse(conn, 503, "the server is out of memory");
-				return;
-			}
-			conn->path = bigger;
-			conn->path_size = target_len + 1;
-		}
-		result = kit_http_path_normalize(conn->head.target, target_len, conn->path,
-						 conn->path_size);
-		if (result != 0) {
-			conn_refuse(conn, result, "the request path is malformed");
-			return;
-		}
-		conn->body_len = conn->body_consumed = 0;
-		conn->body_too_large = false;
-		if (conn->head.content_length > (long long)kit_app_max_body(app)) {
-			conn->body_too_large = true; /* not read: the connection closes */
-			conn_start_app(conn);
-			return;
-		}
-		if (conn->head.content_length <= 0 && !conn->head.chunked) {
-			conn_start_app(conn);
-			return;
-		}
-		if (conn->head.chunked)
-			kit_http_chunked_init(&conn->chunked);
-		if (conn->head.expect_continue) { /* the parser sets it on HTTP/1.1 only */
-			static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-			if (send(conn->fd, go_on, sizeof(go_on) - 1, MSG_NOSIGNAL) < 0) {
-				conn_close(conn);
-				return;
-			}
-		}
-		conn->state = READING_BODY;
-	}
-	if (conn->state != READING_BODY)
-		return;
-	result = conn_body_ready(conn);
-	if (result == BODY_READY) {
-		conn_start_app(conn);
-	} else if (result == BODY_WAIT && conn->in_len + 1 >= conn_input_limit(conn)) {
-		/* The whole buffer and still no end: chunk framing alone
-		 * beyond every limit. */
-		conn_refuse(conn, 413, "the request is too large");
-	}
-}
+/* ---- reading ---- */
 
 /* The parsed head points into the input buffer: when the buffer moves
- * (it grows while a body arrives), so must every pointer. */
+ * while a request runs, so must every pointer. */
 static void head_move(struct kit_http_head *head, const char *from, const char *to)
 {
 #define MOVED(p) ((p) != NULL ? to + ((p) - from) : NULL)
@@ -462,85 +223,401 @@ static void head_move(struct kit_http_head *head, const char *from, const char *
 #undef MOVED
 }
 
-/* The most input a connection buffers: a request's raw bytes stay here
- * until it is done, and chunk framing may add to its body, so twice the
- * body limit and some. Requests pipelined beyond it wait in the socket. */
+/* The most input a connection holds: a head, and one read after it. */
 static size_t conn_input_limit(const struct kit_loop_conn *conn)
 {
-	return HEAD_MAX + 2 * kit_app_max_body(conn->loop->app) + 65536;
+	return (size_t)policy_of(conn)->max_head_bytes + READ_CHUNK + 1;
 }
 
-/* Reads what the socket has (as far as the input buffer goes), then
- * serves it. */
-static void conn_read(struct kit_loop_conn *conn)
+/* Grows the input buffer to size bytes. Not realloc: a parsed head's
+ * pointers are moved over while the old buffer still exists. Never called
+ * while a request runs (its context holds pointers into the head). Returns
+ * false when out of memory. */
+static bool conn_reserve(struct kit_loop_conn *conn, size_t size)
+{
+	char *bigger;
+
+	if (conn->in_size >= size)
+		return true;
+	bigger = malloc(size);
+	if (bigger == NULL)
+		return false;
+	if (conn->in_len > 0)
+		memcpy(bigger, conn->in, conn->in_len);
+	head_move(&conn->head, conn->in, bigger);
+	free(conn->in);
+	conn->in = bigger;
+	conn->in_size = size;
+	return true;
+}
+
+/* One read of at most READ_CHUNK bytes into the input buffer, which grows
+ * (between requests) up to conn_input_limit(). A short read drained the
+ * socket (as nginx assumes): the next edge tells us when there is more; a
+ * full one leaves `readable` set, for the next turn. Returns false when
+ * out of memory (the connection is then to close). */
+static bool conn_fill(struct kit_loop_conn *conn)
 {
 	size_t limit = conn_input_limit(conn);
+	size_t room;
+	ssize_t n;
 
-	conn->readable = false;
-	for (;;) {
-		ssize_t n;
+	if (conn->state == READING_HEAD && conn->in_size - conn->in_len < READ_CHUNK + 1 &&
+	    conn->in_size < limit) {
+		size_t size = conn->in_size ? conn->in_size * 2 : FIRST_BUFFER + 1;
 
-		if (conn->in_size - conn->in_len < 4096 && conn->in_size < limit + 1) {
-			size_t size = conn->in_size ? conn->in_size * 2 : 4096 + 1;
-			char *bigger;
-
-			if (size > limit + 1)
-				size = limit + 1;
-			/* Not realloc: the parsed head's pointers are moved over
-			 * while the old buffer still exists. */
-			bigger = malloc(size);
-			if (bigger == NULL) {
-				conn_close(conn);
-				return;
-			}
-			if (conn->in_len > 0)
-				memcpy(bigger, conn->in, conn->in_len);
-			if (conn->state == READING_BODY)
-				head_move(&conn->head, conn->in, bigger);
-			free(conn->in);
-			conn->in = bigger;
-			conn->in_size = size;
-		}
-		/* One byte kept free: the parser may need a NUL there. */
-		size_t room = conn->in_size - conn->in_len - 1;
-
-		if (room == 0) {
-			conn->readable = true; /* the rest waits in the socket */
-			break;
-		}
-		n = recv(conn->fd, conn->in + conn->in_len, room, 0);
-		if (n > 0) {
-			if (conn->in_len == 0)
-				conn->deadline_ns = kit_now_ns() + ms_to_ns(REQUEST_TIMEOUT_MS);
-			conn->in_len += (size_t)n;
-			/* A short read drained the socket (as nginx assumes): the
-			 * next edge tells us when there is more. */
-			if ((size_t)n < room)
-				break;
-			continue;
-		}
-		if (n == 0) {
-			conn->peer_closed = true;
-			break;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			break;
-		conn->peer_closed = true;
-		break;
+		if (!conn_reserve(conn, size > limit ? limit : size))
+			return false;
 	}
-	if (conn->in_len > 0)
-		conn_serve(conn);
-	else if (conn->peer_closed)
-		conn_close(conn);
+	/* One byte kept free: the parser may need a NUL there. */
+	room = conn->in_size - conn->in_len - 1;
+	if (room > READ_CHUNK)
+		room = READ_CHUNK;
+	if (room == 0)
+		return true; /* full: the rest waits in the socket */
+	n = recv(conn->fd, conn->in + conn->in_len, room, 0);
+	if (n > 0) {
+		if (conn->in_len == 0 && conn->state == READING_HEAD)
+			conn->request_deadline_ns = kit_now_ns() +
+				ms_to_ns(policy_of(conn)->request_timeout_ms);
+		conn->in_len += (size_t)n;
+		if ((size_t)n < room)
+			conn->readable = false;
+		return true;
+	}
+	if (n < 0 && errno == EINTR)
+		return true;
+	conn->readable = false;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+		conn->peer_closed = true;
+	return true;
 }
 
-/* What a connection does when none of its requests runs: send what is
- * queued; only once the client has taken all of it, serve the next
- * request (already buffered, or read now). A client that pipelines
- * requests but does not read the answers is thereby held to one answer
- * at a time (back-pressure), instead of making the gateway build them all. */
+/* ---- the transport (server/core.h) ---- */
+
+/* Drops the body bytes the app has taken, keeping the head in place. */
+static void body_consumed(struct kit_loop_conn *conn)
+{
+	size_t head_len = conn->head.head_len;
+	size_t taken = conn->body_pos - head_len;
+
+	if (taken == 0)
+		return;
+	memmove(conn->in + head_len, conn->in + conn->body_pos, conn->in_len - conn->body_pos);
+	conn->in_len -= taken;
+	conn->body_pos = head_len;
+}
+
+/* What of the input is this body's: decoded into buf, at most size
+ * bytes. Returns the bytes produced (0: none yet), or -1 with *status. */
+static long body_take(struct kit_loop_conn *conn, char *buf, size_t size, int *status)
+{
+	size_t available = conn->in_len - conn->body_pos;
+	const char *raw = conn->in + conn->body_pos;
+
+	if (!conn->head.chunked) {
+		size_t n = available;
+
+		if ((long long)n > conn->body_left)
+			n = (size_t)conn->body_left;
+		if (n > size)
+			n = size;
+		memcpy(buf, raw, n);
+		conn->body_pos += n;
+		conn->body_left -= (long long)n;
+		conn->body_done = conn->body_left == 0;
+		body_consumed(conn);
+		return (long)n;
+	}
+
+	/* Chunked: decoded bytes are never more than raw ones, so feeding at
+	 * most size raw bytes fits buf; the decoder's budget is what the
+	 * body may still grow by before it is too large. */
+	size_t limit = (size_t)policy_of(conn)->max_body_bytes;
+	size_t budget = conn->body_received < limit ? limit - conn->body_received : 0;
+	size_t consumed = 0, produced = 0;
+	int result;
+
+	if (available > size)
+		available = size;
+	result = kit_http_chunked_decode(&conn->chunked, raw, available, &consumed, buf,
+					 budget, &produced);
+	conn->body_pos += consumed;
+	conn->body_received += produced;
+	body_consumed(conn);
+	if (result == 0) {
+		conn->body_done = true;
+	} else if (result != KIT_HTTP_INCOMPLETE) {
+		*status = result; /* 400 framing, 413 over the limit */
+		conn->close_after = true;
+		return -1;
+	}
+	return (long)produced;
+}
+
+static long loop_read_body(struct kit_request *req, char *buf, size_t size, int *status)
+{
+	static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct kit_loop_conn *conn = req->conn;
+
+	if (conn->head.expect_continue && !conn->continue_sent) {
+		/* Invited only now that the app wants it, and only if none of
+		 * it has come anyway. */
+		conn->continue_sent = true;
+		if (conn->in_len == conn->body_pos && !conn->body_done &&
+		    conn_queue(conn, go_on, sizeof(go_on) - 1))
+			conn_flush(conn); /* IN_APP: never closes here */
+	}
+	for (;;) {
+		long n;
+		uint64_t now;
+
+		if (conn->body_done)
+			return 0;
+		if (conn->in_len > conn->body_pos) {
+			size_t before = conn->in_len;
+
+			n = body_take(conn, buf, size, status);
+			if (n != 0 || conn->body_done)
+				return n;
+			if (conn->in_len < before && conn->in_len > conn->body_pos)
+				continue; /* chunk framing taken; more bytes to decode */
+		}
+		if (conn->peer_closed) {
+			conn->body_done = true;
+			if (!conn->head.chunked)
+				return 0; /* the caller sees it is short */
+			*status = 400; /* ended before the last chunk */
+			return -1;
+		}
+		if (conn->readable) {
+			if (!conn_fill(conn)) {
+				*status = 400;
+				conn->close_after = true;
+				return -1;
+			}
+			continue;
+		}
+		now = kit_now_ns();
+		if (now >= conn->request_deadline_ns) {
+			*status = 408;
+			conn->close_after = true;
+			return -1;
+		}
+		/* Nothing to read yet: yield until the next edge (the event
+		 * wakes us) or the request's deadline. */
+		conn->body_waiter = kit_waiter_self();
+		kit_waiter_sleep((long)((conn->request_deadline_ns - now + 999999) / 1000000));
+		conn->body_waiter = NULL;
+	}
+}
+
+static bool loop_keeps_alive(const struct kit_request *req)
+{
+	const struct kit_loop_conn *conn = req->conn;
+
+	return conn->head.keep_alive && conn->body_done && conn->refusal == 0 &&
+	       !conn->loop->stopping;
+}
+
+static void loop_send(struct kit_request *req, const char *data, size_t len, bool close_after)
+{
+	struct kit_loop_conn *conn = req->conn;
+
+	if (close_after)
+		conn->close_after = true;
+	if (conn->peer_closed)
+		return;
+	if (!conn_queue(conn, data, len)) {
+		conn->close_after = true;
+		return;
+	}
+	conn_flush(conn); /* IN_APP: never closes here */
+}
+
+static const struct kit_transport loop_transport = {
+	.read_body = loop_read_body,
+	.keeps_alive = loop_keeps_alive,
+	.send = loop_send,
+};
+
+/* ---- a request ---- */
+
+/* A coroutine's body (event_loop.c's coroutine_main calls it): one
+ * request through the app. */
+void loop_request_main(void)
+{
+	struct kit_loop_conn *conn = current_coroutine->conn;
+	const struct kit_server_config *config = conn->loop->config;
+	struct kit_request req;
+
+	memset(&req, 0, offsetof(struct kit_request, extra_headers));
+	req.extra_headers[0] = '\0';
+	req.extra_headers_len = 0;
+	req.transport = &loop_transport;
+	req.conn = conn;
+	req.http = &conn->head;
+	req.start_ns = kit_now_ns();
+	req.method = conn->head.method;
+	req.query = conn->head.query;
+	req.path = conn->path;
+	req.refusal = conn->refusal;
+	req.refusal_detail = conn->refusal_detail;
+	memcpy(req.peer, conn->peer, sizeof(req.peer));
+	config->serve(config->app, &req);
+}
+
+/* The app is done with the connection's request: drop its bytes and post
+ * the connection, whose next turn sends what is left and takes the next
+ * request. Never frees the connection (callers may still hold it). */
+void loop_request_done(struct kit_loop_conn *conn)
+{
+	struct loop *loop = conn->loop;
+	const struct kit_http_policy *policy = policy_of(conn);
+	uint64_t now = kit_now_ns();
+
+	coroutine_put(loop, conn->coroutine);
+	conn->coroutine = NULL;
+	loop->active--;
+	if (conn->state == CLOSING || !conn->head.keep_alive || !conn->body_done ||
+	    conn->refusal != 0 || loop->stopping)
+		conn->close_after = true;
+	conn->state = READING_HEAD;
+	if (conn->close_after) {
+		conn->in_len = 0; /* nothing after it is to be read */
+	} else {
+		memmove(conn->in, conn->in + conn->body_pos, conn->in_len - conn->body_pos);
+		conn->in_len -= conn->body_pos;
+	}
+	conn->refusal = 0;
+	conn->body_pos = 0;
+	/* A pipelined request already begun gets its own REQUEST_TIMEOUT_MS
+	 * from now; an empty buffer waits for the next one as idle. */
+	if (conn->in_len > 0) {
+		conn->request_deadline_ns = now + ms_to_ns(policy->request_timeout_ms);
+		conn->deadline_ns = conn->request_deadline_ns;
+	} else {
+		conn->deadline_ns = now + ms_to_ns(policy->keep_alive_timeout_ms);
+	}
+	conn_post(conn);
+}
+
+static void conn_start_app(struct kit_loop_conn *conn)
+{
+	struct loop *loop = conn->loop;
+	struct coroutine *co;
+
+	conn->state = IN_APP;
+	conn->deadline_ns = 0;
+	/* Back-pressure: at most LOOP_MAX_REQUESTS requests run at once on
+	 * a loop thread (each holds a stack, a curl handle, buffers). The
+	 * others wait their turn here, in arrival order. */
+	if (loop->active >= loop->config->loop_max_requests) {
+		conn->queued_next = NULL;
+		if (loop->queued_tail != NULL)
+			loop->queued_tail->queued_next = conn;
+		else
+			loop->queued_head = conn;
+		loop->queued_tail = conn;
+		atomic_fetch_add(&loop->queued_requests, 1);
+		return;
+	}
+	co = coroutine_get(loop);
+	if (co == NULL) {
+		/* Out of memory: the client is cut off rather than the
+		 * process. */
+		conn->state = READING_HEAD;
+		conn->close_after = true;
+		conn->out_len = conn->out_sent = 0;
+		conn_post(conn);
+		return;
+	}
+	loop->active++;
+	co->conn = conn;
+	conn->coroutine = co;
+	coroutine_resume(loop, co);
+	if (co->finished)
+		loop_request_done(conn);
+}
+
+/* A request refused before the app: served with no head to speak of. */
+static void conn_refuse(struct kit_loop_conn *conn, int status, const char *detail)
+{
+	memset(&conn->head, 0, sizeof(conn->head));
+	conn->head.method = "-";
+	conn->head.content_length = -1;
+	conn->refusal = status;
+	conn->refusal_detail = detail;
+	conn->body_done = true;
+	if (conn->path == NULL || conn->path_size == 0) {
+		free(conn->path);
+		conn->path = calloc(1, 1);
+		conn->path_size = conn->path != NULL ? 1 : 0;
+	}
+	if (conn->path == NULL) {
+		conn->close_after = true;
+		conn_post(conn);
+		return;
+	}
+	conn->path[0] = '\0';
+	conn_start_app(conn);
+}
+
+/* Parses the head in the input buffer; a complete one starts its request
+ * (or its refusal). */
+static void conn_take_head(struct kit_loop_conn *conn)
+{
+	const struct kit_http_policy *policy = policy_of(conn);
+	int result = kit_http_parse_head(conn->in, conn->in_len, (size_t)policy->max_head_bytes,
+					 &conn->head);
+
+	if (result == KIT_HTTP_INCOMPLETE)
+		return; /* the request's deadline runs from its first byte */
+	if (result != 0) {
+		conn_refuse(conn, result, result == 431 ? "the request head is too large"
+				  : result == 505 ? "only HTTP/1.0 and HTTP/1.1 are served"
+				  : result == 501 ? "only the chunked transfer coding is supported"
+				  : "the request is malformed");
+		return;
+	}
+	if (conn->path_size < conn->head.path_len + 1) {
+		char *bigger = realloc(conn->path, conn->head.path_len + 1);
+
+		if (bigger == NULL) {
+			conn->close_after = true;
+			conn_post(conn);
+			return;
+		}
+		conn->path = bigger;
+		conn->path_size = conn->head.path_len + 1;
+	}
+	result = kit_http_path_normalize(conn->head.target, conn->head.path_len, conn->path,
+					 conn->path_size);
+	if (result != 0) {
+		conn_refuse(conn, result, "the request path is malformed");
+		return;
+	}
+	conn->body_pos = conn->head.head_len;
+	conn->body_left = conn->head.content_length > 0 ? conn->head.content_length : 0;
+	conn->body_received = 0;
+	conn->body_done = conn->body_left == 0 && !conn->head.chunked;
+	/* Room for the body's reads now: the buffer cannot move once the
+	 * request runs. */
+	if (!conn->body_done && !conn_reserve(conn, conn_input_limit(conn))) {
+		conn->close_after = true;
+		conn_post(conn);
+		return;
+	}
+	conn->continue_sent = false;
+	if (conn->head.chunked)
+		kit_http_chunked_init(&conn->chunked);
+	conn_start_app(conn);
+}
+
+/* A connection's turn, when none of its requests runs: send what is
+ * queued; only once the client has taken all of it, read once and take
+ * the next request. Work left over (more to read) posts it for the next
+ * round. */
 static void conn_advance(struct kit_loop_conn *conn)
 {
 	if (!conn_flush(conn))
@@ -551,53 +628,86 @@ static void conn_advance(struct kit_loop_conn *conn)
 		conn_close(conn);
 		return;
 	}
-	if (conn->readable)
-		conn_read(conn);
-	else if (conn->in_len > 0)
-		conn_serve(conn);
-	else if (conn->peer_closed)
+	if (conn->readable && !conn_fill(conn)) {
+		conn_close(conn); /* out of memory */
+		return;
+	}
+	if (conn->in_len > 0) {
+		conn_take_head(conn);
+	} else if (conn->peer_closed) {
 		conn_close(conn);
+		return;
+	}
+	if (conn->state == READING_HEAD && conn->readable)
+		conn_post(conn);
+}
+
+void loop_serve_posted(struct loop *loop)
+{
+	struct kit_loop_conn *conn = loop->posted_head;
+
+	/* This round's list; what is posted meanwhile waits for the next. */
+	loop->posted_head = loop->posted_tail = NULL;
+	while (conn != NULL) {
+		struct kit_loop_conn *next = conn->posted_next;
+
+		conn->posted = false;
+		if (conn->dead)
+			conn_free(conn);
+		else if (conn->state == READING_HEAD)
+			conn_advance(conn);
+		conn = next;
+	}
 }
 
 void loop_connection_event(struct kit_loop_conn *conn, uint32_t events)
 {
-	if (events & (EPOLLERR | EPOLLHUP)) {
+	if (conn->dead)
+		return;
+	if (events & (EPOLLERR | EPOLLHUP))
 		conn->peer_closed = true;
-		if (conn->state != IN_APP) {
-			conn_close(conn);
-			return;
-		}
-	}
-	if (events & (EPOLLIN | EPOLLRDHUP))
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
 		conn->readable = true;
-	if (conn->state == IN_APP) {
-		/* Its request runs: send what it has answered so far; read
-		 * on when it is done (conn_request_done). */
+	if (conn->state != READING_HEAD) {
+		/* Its request runs (or waits for a coroutine): send what it has
+		 * answered so far; wake it if it waits for its body; the rest
+		 * waits until the request is done (loop_request_done). */
 		if ((events & EPOLLOUT) && conn->out_len > conn->out_sent)
 			conn_flush(conn);
+		if (conn->body_waiter != NULL && (conn->readable || conn->peer_closed))
+			kit_waiter_wake(conn->body_waiter);
+		if (events & (EPOLLERR | EPOLLHUP))
+			conn_close(conn); /* marks it CLOSING */
 		return;
 	}
 	conn_advance(conn);
 }
 
+/* ---- accepting ---- */
+
 void loop_accept(struct loop *loop)
 {
-	for (;;) {
+	for (int accepted = 0; accepted < ACCEPTS_PER_ROUND; accepted++) {
 		struct sockaddr_in address;
 		socklen_t length = sizeof(address);
 		struct kit_loop_conn *conn;
 		struct epoll_event event = { 0 };
 		int one = 1;
-		int fd = accept4(loop->listen_fd, (struct sockaddr *)&address, &length,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd;
 
-		if (fd < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				fprintf(stderr, "%s: accept: %s\n", kit_app_name(loop->app),
-					strerror(errno));
+		if (loop->conn_count >= loop->max_conns) {
+			loop_pause_accept(loop, ACCEPT_FULL, kit_now_ns());
 			return;
+		}
+		fd = accept4(loop->listen_fd, (struct sockaddr *)&address, &length,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				loop_pause_accept(loop, ACCEPT_NO_FDS, kit_now_ns());
+			return; /* EAGAIN: the backlog is empty */
 		}
 		conn = calloc(1, sizeof(*conn));
 		if (conn == NULL) {
@@ -609,7 +719,7 @@ void loop_accept(struct loop *loop)
 		conn->loop = loop;
 		conn->fd = fd;
 		conn->state = READING_HEAD;
-		conn->deadline_ns = kit_now_ns() + ms_to_ns(KEEP_ALIVE_TIMEOUT_MS);
+		conn->deadline_ns = kit_now_ns() + ms_to_ns(loop->config->policy.keep_alive_timeout_ms);
 		inet_ntop(AF_INET, &address.sin_addr, conn->peer, sizeof(conn->peer));
 		/* Edge-triggered, registered once for both directions: no
 		 * epoll_ctl per request. */
@@ -625,13 +735,32 @@ void loop_accept(struct loop *loop)
 			loop->conns->prev = conn;
 		loop->conns = conn;
 		loop->conn_count++;
+		atomic_fetch_add(&loop->open_connections, 1);
 	}
 }
 
+/* ---- the queue, the sweep, the stop ---- */
+
+/* A coroutine came free: the longest-waiting request gets it. */
+static void start_queued(struct loop *loop)
+{
+	struct kit_loop_conn *conn = loop->queued_head;
+
+	loop->queued_head = conn->queued_next;
+	if (loop->queued_head == NULL)
+		loop->queued_tail = NULL;
+	atomic_fetch_sub(&loop->queued_requests, 1);
+	if (conn->state == CLOSING) { /* its client left while it waited */
+		conn->state = READING_HEAD;
+		conn_close(conn);
+		return;
+	}
+	conn_start_app(conn);
+}
 
 void loop_start_queued(struct loop *loop)
 {
-	while (loop->queued_head != NULL && loop->active < loop->app->loop_max_requests)
+	while (loop->queued_head != NULL && loop->active < loop->config->loop_max_requests)
 		start_queued(loop);
 }
 
@@ -639,8 +768,23 @@ void loop_sweep_connections(struct loop *loop, uint64_t now)
 {
 	for (struct kit_loop_conn *conn = loop->conns, *next; conn != NULL; conn = next) {
 		next = conn->next;
-		if (conn->state == IN_APP || conn->deadline_ns == 0 || now < conn->deadline_ns)
+		if (conn->state != READING_HEAD || conn->deadline_ns == 0)
 			continue;
+		/* A partial request's deadline runs from its first byte. */
+		if (conn->in_len > 0 && conn->request_deadline_ns < conn->deadline_ns)
+			conn->deadline_ns = conn->request_deadline_ns;
+		if (now < conn->deadline_ns) {
+			if (conn->in_len == 0 && conn->out_len == 0) {
+				/* Idle: give its buffers back until it speaks. */
+				free(conn->in);
+				conn->in = NULL;
+				conn->in_size = 0;
+				free(conn->out);
+				conn->out = NULL;
+				conn->out_size = 0;
+			}
+			continue;
+		}
 		if (conn->out_len > conn->out_sent || conn->in_len == 0)
 			conn_close(conn); /* idle, or the client stopped reading */
 		else
@@ -670,4 +814,5 @@ void loop_close_all_connections(struct loop *loop)
 		loop->conns->state = READING_HEAD;
 		conn_close(loop->conns);
 	}
+	loop_serve_posted(loop); /* frees the closed ones still posted */
 }

@@ -23,7 +23,7 @@
 
 #include <hiredis/sds.h>
 
-#include "kit/event_loop.h"
+#include "kit/wait.h"
 #include "kit/redis_io.h"
 #include "kit/request.h"
 

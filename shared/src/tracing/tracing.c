@@ -602,6 +602,7 @@ static void tracing_finish(struct kit_request *req, void *state)
 
 const struct kit_middleware kit_tracing = {
 	.name = "tracing",
+	.loop_safe = true,
 	.init = tracing_init,
 	.handle = tracing_handle,
 	.finish = tracing_finish,
