@@ -8,7 +8,12 @@
  * gives it: a struct kit_http_head (civetweb's header fields, with the
  * framing read by the kit's own rules, kit_http_read_framing()), the path
  * normalized by the kit's normalizer, and this core's transport:
- *   read_body    mg_read(), after "100 Continue" when the client asked;
+ *   read_body    mg_read(), after "100 Continue" when the client asked,
+ *                refused (408) once REQUEST_TIMEOUT_MS has passed since
+ *                the head came; but mg_read() itself waits until all it was
+ *                asked for has arrived, restarting its timer at every byte,
+ *                so a client trickling its body holds its worker until the
+ *                body is whole (a limit of this core: docs/security.md);
  *   keeps_alive  what the client asked, once the body is read or absent;
  *   send         one mg_write(); when the connection is to close after it,
  *                mg_disable_connection_keep_alive() makes civetweb do so.
@@ -24,6 +29,7 @@
  */
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +44,7 @@
 /* A request's connection, as this core's transport sees it. */
 struct civetweb_conn {
 	struct mg_connection *mg;
+	uint64_t body_deadline_ns;   /* REQUEST_TIMEOUT_MS from the head's arrival */
 	struct kit_http_head head;
 	bool continue_sent;          /* "100 Continue" answered               */
 	long long body_read;         /* bytes mg_read() has given             */
@@ -63,6 +70,13 @@ static long civetweb_read_body(struct kit_request *req, char *buf, size_t size,
 			*status = 400;
 			return -1;
 		}
+	}
+	/* civetweb's own timeout is per read: a client sending a byte at a
+	 * time would hold this worker for ever. The whole body has the
+	 * request's deadline, as on the event loop. */
+	if (kit_now_ns() >= conn->body_deadline_ns) {
+		*status = 408;
+		return -1;
 	}
 	n = mg_read(conn->mg, buf, size);
 	if (n < 0) {
@@ -103,6 +117,29 @@ static const struct kit_transport civetweb_transport = {
 
 /* ---- a request ---- */
 
+/* The app answered without reading the whole body (a 401, a 413) and the
+ * connection closes. Closed with unread bytes, the kernel would reset it,
+ * and the client could lose the answer: civetweb's graceful close only
+ * shuts down writing on Linux. So what is left of the body is read and
+ * dropped first (nginx's lingering close), at most MAX_BODY_BYTES and
+ * until the request's deadline; a client that sends more than that is
+ * closed on anyway. */
+static void drain_unread_body(struct civetweb_conn *conn, const struct kit_http_policy *policy)
+{
+	char sink[8192];
+	long long drained = 0;
+
+	if (conn->body_done || (conn->head.content_length <= 0 && !conn->head.chunked))
+		return;
+	while (drained < policy->max_body_bytes && kit_now_ns() < conn->body_deadline_ns) {
+		int n = mg_read(conn->mg, sink, sizeof(sink));
+
+		if (n <= 0)
+			return;
+		drained += n;
+	}
+}
+
 /* The head as the kit sees it, from civetweb's request info: the fields
  * civetweb split, and the framing by the kit's rules. Returns 0, or the
  * status the kit refuses the request with. */
@@ -140,6 +177,8 @@ static int dispatch(struct mg_connection *mg, void *cbdata)
 	req.conn = &conn;
 	req.http = &conn.head;
 	req.start_ns = kit_now_ns();
+	conn.body_deadline_ns = req.start_ns +
+		(uint64_t)config->policy.request_timeout_ms * 1000000ULL;
 	req.method = info->request_method;
 	req.query = info->query_string;
 	snprintf(req.peer, sizeof(req.peer), "%s", info->remote_addr);
@@ -168,6 +207,7 @@ static int dispatch(struct mg_connection *mg, void *cbdata)
 		conn.head.keep_alive = false; /* what follows cannot be trusted */
 	}
 	config->serve(config->app, &req);
+	drain_unread_body(&conn, &config->policy);
 	free(path);
 	return req.status;
 }
@@ -216,6 +256,7 @@ static int civetweb_run(const struct kit_server_config *config, const sigset_t *
 {
 	const struct kit_http_policy *policy = &config->policy;
 	char listen[96], threads[16], keep_alive[24], request_timeout[24], backlog[24];
+	char head_max[24];
 	struct mg_callbacks callbacks;
 	struct mg_context *ctx;
 	int signal_number = 0;
@@ -225,12 +266,16 @@ static int civetweb_run(const struct kit_server_config *config, const sigset_t *
 	snprintf(keep_alive, sizeof(keep_alive), "%ld", policy->keep_alive_timeout_ms);
 	snprintf(request_timeout, sizeof(request_timeout), "%ld", policy->request_timeout_ms);
 	snprintf(backlog, sizeof(backlog), "%ld", policy->listen_backlog);
+	snprintf(head_max, sizeof(head_max), "%ld", policy->max_head_bytes);
 	const char *options[] = {
 		"listening_ports", listen,
 		"num_threads", threads,
 		"enable_keep_alive", "yes",
 		"keep_alive_timeout_ms", keep_alive,
+		/* civetweb applies it to the whole head, but to each read of a
+		 * body alone: read_body adds the body's deadline. */
 		"request_timeout_ms", request_timeout,
+		"max_request_size", head_max,
 		"tcp_nodelay", "1",
 		"listen_backlog", backlog,
 		/* The kit decodes and normalizes the path itself, the same way

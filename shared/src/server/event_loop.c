@@ -154,9 +154,25 @@ void coroutine_put(struct loop *loop, struct coroutine *co)
 	loop->spare_count++;
 }
 
-/* Runs co until it yields or finishes (loop side). */
+/* A request held the thread held_ms without yielding: every other request
+ * of this thread waited that long. Counted, and said once a second. */
+static void report_stall(struct loop *loop, uint64_t now, uint64_t held_ms)
+{
+	kit_metric_add(stalls_metric, NULL, 1);
+	if (now - loop->stall_logged_ns < LOG_INTERVAL_NS)
+		return;
+	fprintf(stderr, "%s: a request held event-loop thread %d for %llu ms without "
+		"yielding: something on its path blocks (waits must go through kit/wait.h; "
+		"blocking code runs on SERVER_CORE=threads)\n",
+		loop->config->name, loop->index, (unsigned long long)held_ms);
+	loop->stall_logged_ns = now;
+}
+
+/* Runs co until it yields or finishes (loop side), and reports a run past
+ * LOOP_STALL_MS. */
 void coroutine_resume(struct loop *loop, struct coroutine *co)
 {
+	uint64_t started = kit_now_ns(), held_ms;
 #if KIT_ASAN
 	void *fake_stack = NULL;
 
@@ -168,6 +184,9 @@ void coroutine_resume(struct loop *loop, struct coroutine *co)
 #if KIT_ASAN
 	__sanitizer_finish_switch_fiber(fake_stack, NULL, NULL);
 #endif
+	held_ms = (kit_now_ns() - started) / 1000000;
+	if (held_ms >= (uint64_t)loop->config->loop_stall_ms)
+		report_stall(loop, started, held_ms);
 }
 
 /* Gives the thread back to the loop until something makes co ready. */
@@ -539,30 +558,16 @@ static int next_timeout_ms(struct loop *loop, uint64_t now)
 
 /* ---- the loop thread ---- */
 
-/* Runs every request that can go on. One that holds the thread past
- * LOOP_STALL_MS without yielding is reported: every other request of this
- * thread waited that long. */
+/* Runs every request that can go on. */
 static void run_ready(struct loop *loop)
 {
 	while (loop->ready_head != NULL) {
 		struct coroutine *co = loop->ready_head;
-		uint64_t started = kit_now_ns(), held_ms;
 
 		loop->ready_head = co->next;
 		if (loop->ready_head == NULL)
 			loop->ready_tail = NULL;
 		coroutine_resume(loop, co);
-		held_ms = (kit_now_ns() - started) / 1000000;
-		if (held_ms >= (uint64_t)loop->config->loop_stall_ms) {
-			kit_metric_add(stalls_metric, NULL, 1);
-			if (started - loop->stall_logged_ns >= LOG_INTERVAL_NS) {
-				fprintf(stderr, "%s: a request held event-loop thread %d for %llu ms "
-					"without yielding: something on its path blocks (waits must "
-					"go through kit/wait.h; blocking code runs on SERVER_CORE=threads)\n",
-					loop->config->name, loop->index, (unsigned long long)held_ms);
-				loop->stall_logged_ns = started;
-			}
-		}
 		if (co->finished)
 			loop_request_done(co->conn);
 	}

@@ -27,6 +27,13 @@
  * what a client sends beyond waits in the socket. A client that pipelines
  * but does not read its answers is held to one answer at a time.
  *
+ * Closing: when the client may still be sending (a body the app did not
+ * read, a refused request), the connection is not simply closed - with
+ * unread bytes the kernel would send a reset, and the client could lose
+ * the answer before reading it. It is shut down for writing, and what the
+ * client still sends is read and dropped until it closes or LINGER_MS
+ * passes (nginx's lingering close; civetweb does the same).
+ *
  * Timeouts (server/http_policy.c): a request, head and body, must arrive
  * within REQUEST_TIMEOUT_MS of its first byte, whether it comes first or
  * pipelined after another (408); an idle keep-alive connection closes
@@ -54,6 +61,8 @@
 #define READ_CHUNK 16384             /* most one read takes (redis: 16 KiB)     */
 #define FIRST_BUFFER 4096            /* a connection's input buffer to start    */
 #define ACCEPTS_PER_ROUND 64         /* new connections one round takes         */
+#define LINGER_MS 2000               /* a closing client's unread bytes: drained
+                                      * this long at most (nginx: lingering_time) */
 
 enum conn_state { READING_HEAD, IN_APP, CLOSING };
 
@@ -68,6 +77,8 @@ struct kit_loop_conn {
 	bool close_after;            /* close once out is sent                    */
 	bool posted;                 /* on the loop's posted list                 */
 	bool dead;                   /* closed while posted: freed on its turn    */
+	bool linger;                 /* the client may still be sending            */
+	bool lingering;              /* shut down for writing, draining its input  */
 
 	char *in;                    /* received bytes: the head, then the rest   */
 	size_t in_len, in_size;
@@ -137,6 +148,17 @@ static void conn_close(struct kit_loop_conn *conn)
 		 * to go) and then the connection is closed. */
 		conn->state = CLOSING;
 		conn->close_after = true;
+		return;
+	}
+	if (conn->linger && !conn->peer_closed && !conn->lingering && !loop->stopping) {
+		conn->lingering = true;
+		shutdown(conn->fd, SHUT_WR); /* the answer is out: FIN after it */
+		conn->deadline_ns = kit_now_ns() + ms_to_ns(LINGER_MS);
+		free(conn->in);
+		conn->in = NULL;
+		conn->in_len = conn->in_size = 0;
+		if (conn->readable)
+			conn_post(conn);
 		return;
 	}
 	close(conn->fd);
@@ -482,6 +504,10 @@ void loop_request_done(struct kit_loop_conn *conn)
 	if (conn->state == CLOSING || !conn->head.keep_alive || !conn->body_done ||
 	    conn->refusal != 0 || loop->stopping)
 		conn->close_after = true;
+	/* Closing on a client that may still be sending: linger (conn_close). */
+	conn->linger = conn->close_after &&
+		       (!conn->body_done || conn->refusal != 0 || conn->readable ||
+			conn->in_len > conn->body_pos);
 	conn->state = READING_HEAD;
 	if (conn->close_after) {
 		conn->in_len = 0; /* nothing after it is to be read */
@@ -601,9 +627,10 @@ static void conn_take_head(struct kit_loop_conn *conn)
 	conn->body_left = conn->head.content_length > 0 ? conn->head.content_length : 0;
 	conn->body_received = 0;
 	conn->body_done = conn->body_left == 0 && !conn->head.chunked;
-	/* Room for the body's reads now: the buffer cannot move once the
-	 * request runs. */
-	if (!conn->body_done && !conn_reserve(conn, conn_input_limit(conn))) {
+	/* Room for the body's reads now (the head and one read after it):
+	 * the buffer cannot move once the request runs. */
+	if (!conn->body_done &&
+	    !conn_reserve(conn, conn->head.head_len + READ_CHUNK + 1)) {
 		conn->close_after = true;
 		conn_post(conn);
 		return;
@@ -614,12 +641,44 @@ static void conn_take_head(struct kit_loop_conn *conn)
 	conn_start_app(conn);
 }
 
+/* A lingering connection's turn: what the client still sends is read and
+ * dropped, READ_CHUNK bytes a turn, until it closes. */
+static void conn_drain(struct kit_loop_conn *conn)
+{
+	char sink[4096];
+	size_t taken = 0;
+
+	while (conn->readable && taken < READ_CHUNK) {
+		ssize_t n = recv(conn->fd, sink, sizeof(sink), 0);
+
+		if (n > 0) {
+			taken += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		conn->readable = false;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			conn->peer_closed = true;
+	}
+	if (conn->peer_closed) {
+		conn_close(conn);
+		return;
+	}
+	if (conn->readable)
+		conn_post(conn);
+}
+
 /* A connection's turn, when none of its requests runs: send what is
  * queued; only once the client has taken all of it, read once and take
  * the next request. Work left over (more to read) posts it for the next
  * round. */
 static void conn_advance(struct kit_loop_conn *conn)
 {
+	if (conn->lingering) {
+		conn_drain(conn);
+		return;
+	}
 	if (!conn_flush(conn))
 		return; /* closed */
 	if (conn->out_len > conn->out_sent)
@@ -770,6 +829,13 @@ void loop_sweep_connections(struct loop *loop, uint64_t now)
 		next = conn->next;
 		if (conn->state != READING_HEAD || conn->deadline_ns == 0)
 			continue;
+		if (conn->lingering) {
+			if (now >= conn->deadline_ns) {
+				conn->linger = false; /* enough: close for good */
+				conn_close(conn);
+			}
+			continue;
+		}
 		/* A partial request's deadline runs from its first byte. */
 		if (conn->in_len > 0 && conn->request_deadline_ns < conn->deadline_ns)
 			conn->deadline_ns = conn->request_deadline_ns;
