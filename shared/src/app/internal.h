@@ -24,6 +24,18 @@
 
 #define KIT_MAX_THREAD_RESOURCES 8
 
+/* An IPv4 or IPv6 address as bytes (client_address.c). */
+struct kit_ip {
+	int family;                  /* AF_INET or AF_INET6 */
+	unsigned char bytes[16];     /* 4 used for AF_INET  */
+};
+
+/* TRUSTED_PROXIES: the peers whose X-Forwarded-For is believed. */
+struct kit_trusted_proxies {
+	struct kit_ip list[KIT_MAX_TRUSTED_PROXIES];
+	int count;
+};
+
 struct kit_health_entry {
 	const char *name;
 	kit_health_check_fn check;
@@ -52,8 +64,7 @@ struct kit_app {
 	long loop_max_requests;      /* LOOP_MAX_REQUESTS: running per thread */
 	long loop_max_idle;          /* idle upstream connections per loop    */
 	long max_body;
-	char trusted_proxies[KIT_MAX_TRUSTED_PROXIES][48];
-	int trusted_proxy_count;
+	struct kit_trusted_proxies trusted_proxies; /* TRUSTED_PROXIES      */
 
 	const struct kit_middleware *middleware[KIT_MAX_MIDDLEWARE];
 	void *middleware_state[KIT_MAX_MIDDLEWARE];
@@ -103,6 +114,24 @@ int kit_civetweb_run(struct kit_app *app, const sigset_t *stop_signals);
 void kit_loop_send(struct kit_request *req, const char *data, size_t len,
 		   bool close_after);
 struct kit_thread *kit_loop_thread(struct kit_request *req);
+
+/* The client's address (client_address.c). kit_client_address_config
+ * reads TRUSTED_PROXIES into app (0, or -1 after printing what is wrong);
+ * kit_client_address_resolve writes req->client_ip from the peer and, when
+ * the peer is trusted, every X-Forwarded-For line. The three below are the
+ * parts, pure, for unit tests: kit_ip_parse reads len bytes of text as an
+ * IPv4 or IPv6 address (inet_pton; nothing else: no port, no brackets);
+ * kit_trusted_proxies_parse reads a comma-separated list (-1 with the
+ * reason in error); kit_client_address_pick applies the rule to a peer
+ * and an X-Forwarded-For list (NULL: none) and writes the address. */
+int kit_client_address_config(struct kit_app *app);
+void kit_client_address_resolve(struct kit_request *req, const char *peer);
+bool kit_ip_parse(const char *text, size_t len, struct kit_ip *out);
+int kit_trusted_proxies_parse(const char *text, struct kit_trusted_proxies *out,
+			      char *error, size_t error_size);
+void kit_client_address_pick(const struct kit_trusted_proxies *trusted,
+			     const char *peer, const char *forwarded_for,
+			     char *out, size_t out_size);
 
 /* The type slug of a problem for status ("not-found"). */
 const char *kit_problem_slug(int status);
