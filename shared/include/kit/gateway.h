@@ -56,8 +56,11 @@
 
 /*
  * What the proxy passes on. A header line ("Name: value") longer than
- * KIT_PROXY_HEADER_LINE_MAX is refused with 431, never cut short (8 KiB,
- * nginx's large_client_header_buffers line). A request with more than
+ * KIT_PROXY_HEADER_LINE_MAX is refused with 431, never cut short: 16 KiB,
+ * the most a request head may take on either server core (the event
+ * loop's head limit, civetweb's max_request_size), so a line the core
+ * accepted is passed on whole; the check guards a core whose limit is
+ * raised. A request with more than
  * MAX_REQUEST_HEADERS header fields (default 48) is refused with 431: the
  * gateway adds up to KIT_PROXY_OWN_HEADERS of its own (X-Forwarded-For,
  * -Proto, -Host, X-Request-Id, X-User-Id, X-User-Tier, uber-trace-id, and
@@ -66,7 +69,7 @@
  * and the service would answer 401 for an authenticated caller. So
  * MAX_REQUEST_HEADERS may be at most 64 - 9 = 55.
  */
-#define KIT_PROXY_HEADER_LINE_MAX 8192
+#define KIT_PROXY_HEADER_LINE_MAX 16384
 #define KIT_PROXY_OWN_HEADERS 9
 #define KIT_PROXY_MAX_REQUEST_HEADERS (64 - KIT_PROXY_OWN_HEADERS)
 

@@ -418,9 +418,9 @@ enum header_refusal {
 static enum header_refusal add_header(struct curl_slist **list, const char *name,
 				      const char *value)
 {
-	char line[KIT_PROXY_HEADER_LINE_MAX + 1];
+	size_t name_len = strlen(name), value_len = strlen(value);
 	struct curl_slist *longer;
-	int len;
+	char *line;
 
 	for (const char *p = name; *p != '\0'; p++) {
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == ':')
@@ -430,10 +430,17 @@ static enum header_refusal add_header(struct curl_slist **list, const char *name
 		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
 			return HEADER_CONTROL_BYTE;
 	}
-	len = snprintf(line, sizeof(line), "%s: %s", name, value);
-	if (len < 0 || (size_t)len >= sizeof(line))
+	if (name_len + 2 + value_len > KIT_PROXY_HEADER_LINE_MAX)
 		return HEADER_TOO_LONG;
-	longer = curl_slist_append(*list, line);
+	/* On the heap, not the stack: a coroutine's stack is small. */
+	line = malloc(name_len + 2 + value_len + 1);
+	if (line == NULL)
+		return HEADER_NO_MEMORY;
+	memcpy(line, name, name_len);
+	memcpy(line + name_len, ": ", 2);
+	memcpy(line + name_len + 2, value, value_len + 1);
+	longer = curl_slist_append(*list, line); /* copies it */
+	free(line);
 	if (longer == NULL)
 		return HEADER_NO_MEMORY;
 	*list = longer;
