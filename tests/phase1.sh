@@ -57,6 +57,11 @@ REDIS_DIR="$TEST_DIR/redis"
 
 # A test secret of 45 bytes: the monolith refuses fewer than 32.
 SECRET="phase1-test-secret-0123456789abcdef-0123456789"
+# The operator's token for GET /health/details (at least 32 bytes).
+OPERATOR_TOKEN="phase1-operator-token-0123456789abcdefgh"
+# The users binary beside the monolith: its operator commands
+# (grant-premium) work on the monolith's store too.
+USERS_COMMAND="$(dirname "$MONOLITH")/users"
 
 # The environment of every monolith in this script. PBKDF2 runs 1000
 # iterations (not 600000) so that logins stay fast under AddressSanitizer;
@@ -68,7 +73,7 @@ MONOLITH_ENV=(
 	JWT_SECRET="$SECRET"
 	ALLOW_INSECURE_DEV_SECRET=true
 	PASSWORD_PBKDF2_ITERATIONS=1000
-	PREMIUM_USERS=carol
+	OPERATOR_TOKEN="$OPERATOR_TOKEN"
 	MAX_BODY_BYTES=4096
 	CORS_ALLOWED_ORIGINS=https://app.example
 	RATE_LIMIT_WINDOW_SECONDS=60
@@ -122,8 +127,24 @@ section "health and request ids"
 # /health is what load balancers and our own readiness polls ask. Every
 # response carries X-Request-Id, so one request can be found in every log.
 # ---------------------------------------------------------------------------
+# /health is liveness: constant, and nothing about the process's insides.
+# The report with the store's check, uptime and memory is the operator's:
+# /health/details, with OPERATOR_TOKEN (401 without it).
 step "GET /health"
 http GET "$BASE/health"
+expect_status 200
+expect_json '.status' ok
+expect_json '.service' monolith
+expect_jq "nothing but status and service" 'keys == ["service", "status"]'
+expect_header_match X-Request-Id "$UUID_V4"
+
+step "GET /health/details without the operator's token"
+http GET "$BASE/health/details"
+expect_problem 401
+expect_header_match WWW-Authenticate '^Bearer'
+
+step "GET /health/details with it"
+http GET "$BASE/health/details" '' -H "Authorization: Bearer $OPERATOR_TOKEN"
 expect_status 200
 expect_json '.status' healthy
 expect_json '.checks.store.status' up
@@ -131,7 +152,6 @@ expect_jq "service names the process" '.service | type == "string" and length > 
 expect_jq "uptime_seconds is a number" '.uptime_seconds | type == "number"'
 expect_jq "memory.rss_bytes is a positive number" '.memory.rss_bytes > 0'
 expect_jq "timestamp is ISO 8601 UTC" '.timestamp | test($re)' --arg re "$ISO_UTC"
-expect_header_match X-Request-Id "$UUID_V4"
 
 # A sane id from the client (1-64 of A-Z a-z 0-9 . _ : -) is kept, so a
 # caller's trace id follows the request through our logs.
@@ -169,11 +189,19 @@ step "register bob"
 http POST "$BASE/auth/register" "{\"username\":\"bob\",\"password\":\"$PASSWORD\"}"
 expect_status 201
 
-# PREMIUM_USERS=carol: she is registered with the premium tier.
-step "register carol (in PREMIUM_USERS)"
+# Every account registers free. Premium is an operator's grant to an
+# existing account (once: whoever registered a name in PREMIUM_USERS first
+# got it): `users grant-premium carol`, against the same store.
+step "register carol"
 http POST "$BASE/auth/register" "{\"username\":\"carol\",\"password\":\"$PASSWORD\"}"
 expect_status 201
-expect_json '.tier' premium
+expect_json '.tier' free
+
+step "an operator runs users grant-premium carol"
+GRANT_OUT=$(env -i PATH="$PATH" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
+	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" "$USERS_COMMAND" grant-premium carol 2>&1)
+check_eq "exit 0" 0 "$?"
+check_match "it says so" 'carol: tier premium' "$GRANT_OUT"
 
 step "register a bad username"
 http POST "$BASE/auth/register" "{\"username\":\"Bad Name!\",\"password\":\"$PASSWORD\"}"
@@ -698,6 +726,16 @@ refuses_to_start() {
 
 step "JWT_SECRET of 11 bytes"
 refuses_to_start short-secret 'JWT_SECRET' JWT_SECRET=short-value
+
+# PREMIUM_USERS is no longer read: quietly ignoring it would leave an
+# operator believing those names are premium.
+step "PREMIUM_USERS=carol"
+refuses_to_start premium-users 'PREMIUM_USERS.*grant-premium' JWT_SECRET="$SECRET" \
+	PREMIUM_USERS=carol
+
+step "OPERATOR_TOKEN of 12 bytes"
+refuses_to_start short-operator-token 'OPERATOR_TOKEN' JWT_SECRET="$SECRET" \
+	OPERATOR_TOKEN=short-secret
 
 step "CORS_ALLOWED_ORIGINS='*' with CORS_ALLOW_CREDENTIALS=true"
 refuses_to_start cors-star 'CORS_' JWT_SECRET="$SECRET" \

@@ -91,7 +91,6 @@ USERS_ENV=(
 	JWT_SECRET="$SECRET"
 	ALLOW_INSECURE_DEV_SECRET=true
 	PASSWORD_PBKDF2_ITERATIONS=1000
-	PREMIUM_USERS=carol
 )
 URL_SHORTENER_ENV=(
 	REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0"
@@ -105,20 +104,26 @@ ANALYTICS_ENV=(
 # The gateways read a copy of phase2-gateway/gateway.json changed for the
 # test: the /api/v1/expand route times out after 1000 ms (the hang section
 # needs a short timeout), and the "login" policy allows 500 logins a minute
-# per IP (every request here comes from 127.0.0.1).
+# per IP (every request here comes from 127.0.0.1); the rest of the policy,
+# "on_redis_failure" among it, is the shipped file's.
 EXPAND_TIMEOUT_MS=1000
 LOGIN_LIMIT=500
 GATEWAY_CONFIG_FILE="$TEST_DIR/gateway.json"
 jq --argjson timeout "$EXPAND_TIMEOUT_MS" --argjson login "$LOGIN_LIMIT" '
 	(.routes[] | select(.prefix == "/api/v1/expand") | .timeout_ms) = $timeout
-	| .rate_limit_policies.login = {window_seconds: 60, anonymous: $login,
-	                                free: $login, premium: $login}' \
+	| .rate_limit_policies.login += {window_seconds: 60, anonymous: $login,
+	                                 free: $login, premium: $login}' \
 	phase2-gateway/gateway.json >"$GATEWAY_CONFIG_FILE"
+
+# The operator's token: GET /health/details needs it (Authorization:
+# Bearer). 40 bytes; at least 32 are required.
+OPERATOR_TOKEN="phase2-operator-token-0123456789abcdefgh"
 
 # Every gateway: upstream URLs from the environment (they override the
 # file's), the rate-limit Redis, and limits too high to matter except where
 # a section lowers them.
 GATEWAY_ENV=(
+	OPERATOR_TOKEN="$OPERATOR_TOKEN"
 	LOOP_THREADS="$LOOP_THREADS"
 	GATEWAY_CONFIG="$GATEWAY_CONFIG_FILE"
 	USERS_URL="http://127.0.0.1:$USERS_PORT"
@@ -169,6 +174,22 @@ must_start "gateway G3 (RATE_LIMIT_FREE=20) is healthy on $G3" \
 	RATE_LIMIT_FREE=20
 G3_PID=$GATEWAY_PID
 
+# G5 runs the shipped phase2-gateway/gateway.json as it is, with its login
+# policy (20 a window, "on_redis_failure": "local") under a name of its
+# own ("login-outage": its Redis keys are its alone) and an hour-long
+# window (the outage section must not straddle two windows).
+OUTAGE_CONFIG_FILE="$TEST_DIR/gateway-outage.json"
+jq '.rate_limit_policies["login-outage"] = (.rate_limit_policies.login | .window_seconds = 3600)
+	| del(.rate_limit_policies.login)
+	| (.routes[] | select(.rate_limit == "login") | .rate_limit) = "login-outage"' \
+	phase2-gateway/gateway.json >"$OUTAGE_CONFIG_FILE"
+G5_PORT=$(free_port)
+G5="http://127.0.0.1:$G5_PORT"
+must_start "gateway G5 (the shipped login policy, on_redis_failure local) is healthy on $G5" \
+	start_gateway "$GATEWAY" "$TEST_DIR/gateway-5" "$G5_PORT" "${GATEWAY_ENV[@]}" \
+	GATEWAY_CONFIG="$OUTAGE_CONFIG_FILE"
+G5_PID=$GATEWAY_PID
+
 TODAY=$(date -u +%F)
 declare -A PIPE_TOKEN=()
 UUID_V4='^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
@@ -189,12 +210,34 @@ has_log_line() {
 
 # ---------------------------------------------------------------------------
 section "the gateway's health"
-# /health reports the gateway itself, the rate-limit Redis, and each
-# upstream: is it up, where is it, and how the connection pool to it is
-# doing (the guide's agentkeepalive getCurrentStatus()).
+# GET /health is liveness, for load balancers and readiness polls: 200 in
+# constant time, asking nothing of the upstreams and telling nothing about
+# them. GET /health/details, for the operator only (OPERATOR_TOKEN),
+# reports the gateway itself, the rate-limit Redis, and each upstream: is
+# it up, where is it, and how the connection pool to it is doing (the
+# guide's agentkeepalive getCurrentStatus()).
 # ---------------------------------------------------------------------------
+# details GATEWAY: GET /health/details with the operator's token.
+details() {
+	http GET "$1/health/details" '' -H "Authorization: Bearer $OPERATOR_TOKEN"
+}
+# details_say GATEWAY JQ_FILTER: the detailed report makes JQ_FILTER true.
+# The checks behind it are cached for HEALTH_CHECK_INTERVAL_MS (1 s), so a
+# change shows within about a second: callers poll.
+details_say() {
+	details "$1"
+	jq -e "$2" <<<"$HTTP_BODY" >/dev/null 2>&1
+}
+
 step "GET /health"
 http GET "$G1/health"
+expect_status 200
+expect_json '.status' ok
+expect_json '.service' gateway
+expect_jq "nothing but status and service" 'keys == ["service", "status"]'
+
+step "GET /health/details"
+details "$G1"
 expect_status 200
 expect_json '.status' healthy
 expect_json '.service' gateway
@@ -229,8 +272,32 @@ for name in bob carol dave; do
 	step "register $name"
 	http POST "$G1/api/v1/auth/register" "{\"username\":\"$name\",\"password\":\"$PASSWORD\"}"
 	expect_status 201
+	expect_json '.tier' free
 done
-expect_json '.tier' free
+
+# Premium is an operator's decision, not a name a client registers first:
+# the users binary, run as a command against the same store, sets the
+# tier of an existing account. It shows from the next login on.
+# users_command ARGS...: the users binary as a command, with the service's
+# store; its exit status in COMMAND_STATUS, its output in COMMAND_OUT.
+users_command() {
+	COMMAND_OUT=$(env -i PATH="$PATH" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
+		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
+		REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0" "$USERS" "$@" 2>&1)
+	COMMAND_STATUS=$?
+	printf '%s\n' "$COMMAND_OUT" >>"$TEST_DIR/users-command.log"
+}
+step "an operator grants carol premium (users grant-premium carol)"
+users_command grant-premium carol
+check_eq "exit 0" 0 "$COMMAND_STATUS"
+check_match "it says so" 'carol: tier premium' "$COMMAND_OUT"
+step "users grant-premium for a name nobody registered"
+users_command grant-premium mallory
+check_eq "exit 1" 1 "$COMMAND_STATUS"
+check_match "it says why" 'no account named "mallory"' "$COMMAND_OUT"
+step "users grant-premium with a bad name"
+users_command grant-premium 'Bad Name'
+check_eq "exit 2" 2 "$COMMAND_STATUS"
 
 # login TOKEN_VARIABLE NAME: logs NAME in and keeps the token.
 login() {
@@ -454,7 +521,8 @@ seq 1 200 | xargs -P 8 -I{} curl -s -o /dev/null --max-time 20 -w '%{http_code}\
 	"$G1/api/v1/expand/$CODE" >"$TEST_DIR/pool-codes.txt"
 echo "# answers: $(sort "$TEST_DIR/pool-codes.txt" | uniq -c | awk '{ printf "%s x %s  ", $2, $1 }')"
 check_eq "200 answers 200" 200 "$(grep -c '^200$' "$TEST_DIR/pool-codes.txt")"
-http GET "$G1/health"
+# The report is at most a second old: poll until it counts the 200.
+poll_until 5 details_say "$G1" '.checks["url-shortener"].pool.requests >= 200'
 POOL=$(jq -c '.checks["url-shortener"].pool' <<<"$HTTP_BODY" 2>/dev/null)
 echo "# url-shortener pool after them: $POOL"
 check_num "pool.requests >= 200" "$(jq -r '.requests' <<<"$POOL" 2>/dev/null)" '>=' 200
@@ -563,6 +631,27 @@ section "the rate-limit Redis goes away, and comes back"
 # so, a metric counts the errors. G2 fails closed
 # (RATE_LIMIT_ON_REDIS_ERROR=closed): 503. Both reconnect by themselves.
 # ---------------------------------------------------------------------------
+# G5's login policy, before the outage: 3 logins counted in Redis. The
+# window is an hour on the wall clock: when this one is about to end, wait
+# for the next, so that the whole section falls into one window.
+SECONDS_LEFT=$((3600 - $(date +%s) % 3600))
+if [ "$SECONDS_LEFT" -lt 90 ]; then
+	echo "# waiting ${SECONDS_LEFT}s for the next hour-long rate-limit window"
+	sleep "$SECONDS_LEFT"
+fi
+# g5_login: one login as bob through G5.
+g5_login() {
+	http POST "$G5/api/v1/auth/login" "{\"username\":\"bob\",\"password\":\"$PASSWORD\"}"
+}
+step "G5: 3 logins while Redis is up"
+for n in 1 2 3; do
+	g5_login
+done
+expect_status 200
+expect_header X-RateLimit-Limit 20
+expect_header X-RateLimit-Remaining 17
+expect_no_header X-RateLimit-Status
+
 step "stop the rate-limit Redis"
 stop_pid "$LIMITS_REDIS_PID"
 check_eq "redis-server exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
@@ -578,11 +667,17 @@ http GET "$G1/api/v1/expand/$CODE"
 expect_status 200
 expect_header X-RateLimit-Status redis-unavailable
 
-step "G1 (fail open): GET /health"
-http GET "$G1/health"
+step "G1 (fail open): GET /health/details"
+if poll_until 5 details_say "$G1" '.checks.redis.status == "down"'; then
+	pass "the report says Redis is down"
+else
+	fail "the report says Redis is down" "${HTTP_BODY:0:300}"
+fi
 expect_status 200
 expect_json '.status' degraded
-expect_json '.checks.redis.status' down
+step "G1 (fail open): GET /health (liveness) is still 200"
+http GET "$G1/health"
+expect_status 200
 
 step "G1 (fail open): GET /metrics"
 http GET "$G1/metrics"
@@ -597,10 +692,59 @@ step "G2 (fail closed): GET /api/v1/expand/<code>"
 http GET "$G2/api/v1/expand/$CODE"
 expect_problem 503
 
-step "G2 (fail closed): GET /health"
-http GET "$G2/health"
+# Failing closed, the detailed report says unhealthy (503). Liveness stays
+# 200: every gateway shares this Redis, so a load balancer taking them out
+# would help nobody (a deliberate change: /health once answered 503 here).
+step "G2 (fail closed): GET /health/details"
+if poll_until 5 details_say "$G2" '.checks.redis.status == "down"'; then
+	pass "the report says Redis is down"
+else
+	fail "the report says Redis is down" "${HTTP_BODY:0:300}"
+fi
 expect_status 503
-expect_json '.checks.redis.status' down
+expect_json '.status' unhealthy
+step "G2 (fail closed): GET /health (liveness)"
+http GET "$G2/health"
+expect_status 200
+
+# Threat: a password guesser who gets a free run while Redis is down
+# (once: 40 logins in a row, all answered). The shipped login policy says
+# "local": the limit holds, counted by this gateway alone for the length
+# of the outage. Positive control: the first 20 are served.
+step "G5 (login policy local): 40 logins while Redis is down"
+: >"$TEST_DIR/outage-logins.txt"
+for n in $(seq 1 40); do
+	g5_login
+	echo "$HTTP_STATUS $(header X-RateLimit-Status)" >>"$TEST_DIR/outage-logins.txt"
+done
+echo "# answers: $(sort "$TEST_DIR/outage-logins.txt" | uniq -c | awk '{ printf "%s %s x %s  ", $2, $3, $1 }')"
+check_eq "exactly 20 are 200" 20 "$(grep -c '^200 ' "$TEST_DIR/outage-logins.txt")"
+check_eq "exactly 20 are 429" 20 "$(grep -c '^429 ' "$TEST_DIR/outage-logins.txt")"
+check_eq "every answer says X-RateLimit-Status: local" 40 "$(grep -c ' local$' "$TEST_DIR/outage-logins.txt")"
+expect_problem 429
+expect_header_match Retry-After '^[1-9][0-9]*$'
+
+step "G5: a route with no policy of its own follows RATE_LIMIT_ON_REDIS_ERROR (open)"
+http GET "$G5/api/v1/expand/$CODE"
+expect_status 200
+expect_header X-RateLimit-Status redis-unavailable
+
+step "G2 (defaults fail closed): its login route still follows the login policy (local)"
+http POST "$G2/api/v1/auth/login" "{\"username\":\"bob\",\"password\":\"$PASSWORD\"}"
+expect_status 200
+expect_header X-RateLimit-Status local
+
+step "G5 metrics: every outcome counted"
+http GET "$G5/metrics"
+check_num 'gateway_rate_limit_decisions_total{policy="login-outage",decision="local_allowed"} == 20' \
+	"$(metric_sum "$HTTP_BODY" gateway_rate_limit_decisions_total 'policy="login-outage"' 'decision="local_allowed"')" '==' 20
+check_num 'gateway_rate_limit_decisions_total{policy="login-outage",decision="local_limited"} == 20' \
+	"$(metric_sum "$HTTP_BODY" gateway_rate_limit_decisions_total 'policy="login-outage"' 'decision="local_limited"')" '==' 20
+check_num 'gateway_rate_limit_decisions_total{policy="default",decision="open"} >= 1' \
+	"$(metric_sum "$HTTP_BODY" gateway_rate_limit_decisions_total 'policy="default"' 'decision="open"')" '>=' 1
+http GET "$G2/metrics"
+check_num 'G2: gateway_rate_limit_decisions_total{policy="default",decision="closed"} >= 2' \
+	"$(metric_sum "$HTTP_BODY" gateway_rate_limit_decisions_total 'policy="default"' 'decision="closed"')" '>=' 2
 
 step "start the rate-limit Redis again, same port"
 must_start "redis-server is back on port $LIMITS_REDIS_PORT" \
@@ -620,9 +764,11 @@ else
 	fail "X-RateLimit-Remaining again, no X-RateLimit-Status, within 5 s" \
 		"last: $(_got_status), X-RateLimit-Status: '$(header X-RateLimit-Status)'"
 fi
-http GET "$G1/health"
-expect_json '.status' healthy
-expect_json '.checks.redis.status' up
+if poll_until 5 details_say "$G1" '.status == "healthy" and .checks.redis.status == "up"'; then
+	pass "the report says healthy, Redis up"
+else
+	fail "the report says healthy, Redis up" "${HTTP_BODY:0:300}"
+fi
 
 step "G2 reconnects"
 if poll_until 5 counted_again "$G2" "$CAROL_TOKEN"; then
@@ -630,8 +776,30 @@ if poll_until 5 counted_again "$G2" "$CAROL_TOKEN"; then
 else
 	fail "200 with X-RateLimit-Remaining within 5 s" "last: $(_got_status) ${HTTP_BODY:0:200}"
 fi
-http GET "$G2/health"
+if poll_until 5 details_say "$G2" '.status == "healthy"'; then
+	pass "the report says healthy again"
+else
+	fail "the report says healthy again" "${HTTP_BODY:0:300}"
+fi
 expect_status 200
+
+# Redis is back: the shared count resumes where Redis had it (3), not
+# where G5's local count ended (40). Which also shows the local counts
+# stayed local.
+g5_counted_again() {
+	http GET "$G5/api/v1/expand/$CODE"
+	[ "$HTTP_STATUS" = 200 ] && ! has_header X-RateLimit-Status
+}
+step "G5: the shared count resumes"
+if poll_until 5 g5_counted_again; then
+	pass "G5 counts in Redis again after ${POLL_ELAPSED}s"
+else
+	fail "G5 counts in Redis again within 5 s" "X-RateLimit-Status: '$(header X-RateLimit-Status)'"
+fi
+g5_login
+expect_status 200
+expect_header X-RateLimit-Remaining 16
+expect_no_header X-RateLimit-Status
 
 # ---------------------------------------------------------------------------
 section "a service crashes (SIGKILL), and comes back"
@@ -666,11 +834,14 @@ http GET "$G1/api/v1/users/me" '' -H "$AUTH"
 expect_status 200
 expect_json '.username' alice
 
-step "GET /health while it is dead"
-http GET "$G1/health"
+step "GET /health/details while it is dead"
+if poll_until 5 details_say "$G1" '.checks["url-shortener"].status == "down"'; then
+	pass "the report says the url-shortener is down"
+else
+	fail "the report says the url-shortener is down" "${HTTP_BODY:0:300}"
+fi
 expect_status 200
 expect_json '.status' degraded
-expect_json '.checks["url-shortener"].status' down
 expect_json '.checks.users.status' up
 check_num "checks[\"url-shortener\"].pool.errors > 0" \
 	"$(jq -r '.checks["url-shortener"].pool.errors' <<<"$HTTP_BODY" 2>/dev/null)" '>' 0
@@ -1042,6 +1213,283 @@ expect_json '.upstream' fixture
 check_eq "the fixture saw exactly 2 POST /flaky (no retry)" 2 "$(fixture_count 'POST /flaky')"
 
 # ---------------------------------------------------------------------------
+section "what reaches an upstream: exactly the client's headers, and the gateway's own"
+# tests/upstream_fixture.py's /headers answers with every header line it
+# received, so these checks see what the gateway passed on, not only what
+# came back. Gateway G6 serves it with two routes, /fixture (public) and
+# /fixture-auth (authenticated), believes X-Forwarded-For from 127.0.0.1
+# (TRUSTED_PROXIES: the test plays the proxy), and keeps its detailed
+# health report for a minute (HEALTH_CHECK_INTERVAL_MS=60000). The hostile
+# requests go over raw sockets (python3), byte for byte, not through curl,
+# which would tidy some of them up.
+# ---------------------------------------------------------------------------
+G6_PORT=$(free_port)
+G6="http://127.0.0.1:$G6_PORT"
+HEADERS_CONFIG_FILE="$TEST_DIR/gateway-headers.json"
+jq -n --arg url "$FIXTURE" '{
+	upstreams: {fixture: {url: $url}},
+	routes: [{prefix: "/fixture-auth", upstream: "fixture", rewrite: "/", access: "authenticated"},
+	         {prefix: "/fixture", upstream: "fixture", rewrite: "/", access: "public"}]}' \
+	>"$HEADERS_CONFIG_FILE"
+must_start "gateway G6 (TRUSTED_PROXIES=127.0.0.1, HEALTH_CHECK_INTERVAL_MS=60000) is healthy on $G6" \
+	start_gateway "$GATEWAY" "$TEST_DIR/gateway-6" "$G6_PORT" "${GATEWAY_ENV[@]}" \
+	GATEWAY_CONFIG="$HEADERS_CONFIG_FILE" TRUSTED_PROXIES=127.0.0.1 HEALTH_CHECK_INTERVAL_MS=60000
+G6_PID=$GATEWAY_PID
+
+# raw PORT REQUEST: sends REQUEST (printf %b escapes: \r\n, \x01) on a new
+# connection as is, reads until the server closes (the requests say
+# Connection: close); RAW_STATUS is the status code ("000": no answer),
+# RAW_BODY the body.
+raw() {
+	local out
+	out=$(printf '%b' "$2" | python3 -c '
+import socket, sys
+data = sys.stdin.buffer.read()
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(data)
+chunks = []
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+except (socket.timeout, ConnectionResetError):
+    pass
+reply = b"".join(chunks)
+head, _, body = reply.partition(b"\r\n\r\n")
+status = head.split(b" ")[1].decode() if head.startswith(b"HTTP/") else "000"
+sys.stdout.write(status + "\n" + body.decode("utf-8", "replace"))' "$1" 2>"$TEST_DIR/raw.err")
+	RAW_STATUS=${out%%$'\n'*}
+	RAW_STATUS=${RAW_STATUS:-000}
+	RAW_BODY=${out#*$'\n'}
+}
+# seen NAME: the values of header NAME (any case) the fixture received in
+# the last answer, one per line.
+seen() {
+	jq -r --arg n "${1,,}" '.headers[] | select(.[0] | ascii_downcase == $n) | .[1]' \
+		<<<"$RAW_BODY" 2>/dev/null
+}
+# seen_count NAME: how many NAME lines the fixture received.
+seen_count() {
+	seen "$1" | grep -c . || true
+}
+HEAD_END='Host: 127.0.0.1\r\nConnection: close\r\n'
+
+# Threat: a second Connection line names a header the client wants
+# dropped on the way (RFC 9110 7.6.1: every token of every Connection line
+# is hop-by-hop) - here X-Secret. Positive control: X-Other goes through.
+step "two Connection lines (keep-alive, then X-Secret)"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}Connection: X-Secret\r\nX-Secret: s3cret\r\nX-Other: kept\r\n\r\n"
+check_eq "status 200" 200 "$RAW_STATUS"
+check_eq "the fixture got no X-Secret" 0 "$(seen_count X-Secret)"
+check_eq "the fixture got X-Other: kept (positive control)" kept "$(seen X-Other)"
+
+# Threat: X_User_Id reaches a service that reads '_' as '-' (nginx with
+# underscores_in_headers, CGI, WSGI): the identity strip must catch every
+# spelling. Positive control: the verified X-User-Id alice arrives, once.
+step "alice's token with X_User_Id: mallory, x_user_tier: premium, X-User_Role: admin"
+raw "$G6_PORT" "GET /fixture-auth/headers HTTP/1.1\r\n${HEAD_END}Authorization: Bearer $ALICE_TOKEN\r\nX_User_Id: mallory\r\nx_user_tier: premium\r\nX-User_Role: admin\r\n\r\n"
+check_eq "status 200" 200 "$RAW_STATUS"
+check_eq "X-User-Id: alice, and only that" alice "$(seen X-User-Id)"
+check_eq "X-User-Tier: free, and only that" free "$(seen X-User-Tier)"
+check_eq "no X_User_Id, x_user_tier or X-User_Role line" 0 \
+	"$(jq '[.headers[] | select(.[0] | ascii_downcase | test("^x.user.(id|tier|role)$")) | select(.[0] | test("_"))] | length' <<<"$RAW_BODY")"
+step "no token, X_User_Id: mallory on a public route"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X_User_Id: mallory\r\n\r\n"
+check_eq "status 200" 200 "$RAW_STATUS"
+check_eq "no user header of any spelling" 0 \
+	"$(jq '[.headers[] | select(.[0] | ascii_downcase | test("^x.user"))] | length' <<<"$RAW_BODY")"
+
+# A long header line is passed on whole, or refused: never cut short
+# (once: silently truncated at 1024 bytes). Whole up to the 16 KiB a
+# request head may take on either core; past that the core refuses it.
+for size in 2000 15000; do
+	step "a $size-byte header value"
+	raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Long: $(head -c "$size" /dev/zero | tr '\0' a)\r\n\r\n"
+	check_eq "status 200" 200 "$RAW_STATUS"
+	check_eq "the fixture got all $size bytes" "$size" "$(seen X-Long | tr -d '\n' | wc -c)"
+done
+step "a 20000-byte header value (over the 16 KiB head)"
+HEADERS_BEFORE=$(fixture_count 'GET /headers')
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Long: $(head -c 20000 /dev/zero | tr '\0' b)\r\n\r\n"
+check_match "refused (4xx): $RAW_STATUS" '^4[0-9][0-9]$' "$RAW_STATUS"
+check_eq "it never reached the fixture" "$HEADERS_BEFORE" "$(fixture_count 'GET /headers')"
+
+# libcurl adds Content-Type: application/x-www-form-urlencoded to a POST
+# without one, and Accept: */* to any request without one. The upstream
+# must get what the client sent.
+step "POST without Content-Type or Accept"
+raw "$G6_PORT" "POST /fixture/headers HTTP/1.1\r\n${HEAD_END}Content-Length: 2\r\n\r\n{}"
+check_eq "status 200" 200 "$RAW_STATUS"
+check_eq "no Content-Type arrived" 0 "$(seen_count Content-Type)"
+check_eq "no Accept arrived" 0 "$(seen_count Accept)"
+check_eq "the 2-byte body arrived" 2 "$(jq -r '.body_bytes' <<<"$RAW_BODY")"
+step "POST with Content-Type: application/json and Accept: text/plain (positive control)"
+raw "$G6_PORT" "POST /fixture/headers HTTP/1.1\r\n${HEAD_END}Content-Type: application/json\r\nAccept: text/plain\r\nContent-Length: 2\r\n\r\n{}"
+check_eq "Content-Type arrived as sent" application/json "$(seen Content-Type)"
+check_eq "Accept arrived as sent" text/plain "$(seen Accept)"
+
+# The same with the real users service: it takes a JSON login without a
+# Content-Type (direct: 200), so through the gateway it must too (once:
+# 415, for a Content-Type the client never sent).
+step "a JSON login without Content-Type, straight to users"
+http POST "http://127.0.0.1:$USERS_PORT/auth/login" "{\"username\":\"alice\",\"password\":\"$PASSWORD\"}" \
+	-H 'Content-Type:'
+expect_status 200
+step "the same login through the gateway"
+http POST "$G1/api/v1/auth/login" "{\"username\":\"alice\",\"password\":\"$PASSWORD\"}" -H 'Content-Type:'
+expect_status 200
+expect_json '.username' alice
+
+# Threat: a control byte in a header value (here 0x01) passed on to an
+# upstream that reads it differently. Refused before anything is sent
+# (the event loop's parser refuses it itself; on civetweb the proxy does).
+step "a header value with a control byte"
+HEADERS_BEFORE=$(fixture_count 'GET /headers')
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Odd: a\x01b\r\n\r\n"
+check_eq "status 400" 400 "$RAW_STATUS"
+check_eq "it never reached the fixture" "$HEADERS_BEFORE" "$(fixture_count 'GET /headers')"
+
+# Threat: whoever holds the signing key puts CR LF into a token's sub; the
+# gateway would copy it into X-User-Id and the upstream would read a
+# header line of the token maker's choosing. sub must be a username and
+# the tier a known one, else 401. Positive control: a script-built token
+# for alice goes through.
+step "a signed token whose sub carries CR LF"
+NOW=$(date +%s)
+CRLF_TOKEN=$(make_token HS256 "$SECRET" "$(jq -cn --argjson now "$NOW" \
+	'{sub: "alice\r\nX-Injected: 1", tier: "free", iat: $now, exp: ($now + 600)}')")
+HEADERS_BEFORE=$(fixture_count 'GET /headers')
+http GET "$G6/fixture-auth/headers" '' -H "Authorization: Bearer $CRLF_TOKEN"
+expect_problem 401
+check_eq "it never reached the fixture" "$HEADERS_BEFORE" "$(fixture_count 'GET /headers')"
+step "a signed token with tier \"admin\""
+http GET "$G6/fixture-auth/headers" '' -H "Authorization: Bearer $(make_token HS256 "$SECRET" \
+	"$(jq -cn --argjson now "$NOW" '{sub: "alice", tier: "admin", iat: $now, exp: ($now + 600)}')")"
+expect_problem 401
+step "a script-built token for alice (positive control)"
+http GET "$G6/fixture-auth/headers" '' -H "Authorization: Bearer $(make_token HS256 "$SECRET" \
+	"$(jq -cn --argjson now "$NOW" '{sub: "alice", tier: "free", iat: $now, exp: ($now + 600)}')")"
+expect_status 200
+RAW_BODY=$HTTP_BODY
+check_eq "X-User-Id: alice" alice "$(seen X-User-Id)"
+check_eq "no X-Injected" 0 "$(seen_count X-Injected)"
+
+# Threat: 60 headers from a client push the gateway's own X-User-Id past
+# the 64 a civetweb service reads: the service answered 401 "no caller
+# identity" for an authenticated caller. The gateway caps a client's
+# headers (MAX_REQUEST_HEADERS, 48) so its own always fit. Positive
+# control: 40 headers are served.
+# many_headers N: curl arguments for N headers X-Filler-1..N.
+many_headers() {
+	local i
+	for i in $(seq 1 "$1"); do
+		printf -- '-H\nX-Filler-%d: %d\n' "$i" "$i"
+	done
+}
+step "alice with 40 headers more"
+mapfile -t FILLERS < <(many_headers 40)
+http GET "$G1/api/v1/users/me" '' -H "$AUTH" "${FILLERS[@]}"
+expect_status 200
+expect_json '.username' alice
+step "alice with 60 headers more"
+mapfile -t FILLERS < <(many_headers 60)
+http GET "$G1/api/v1/users/me" '' -H "$AUTH" "${FILLERS[@]}"
+expect_problem 431
+
+# ---------------------------------------------------------------------------
+section "X-Forwarded-For: every line, and addresses only"
+# Threat: behind a proxy that appends its own X-Forwarded-For line rather
+# than extending the client's, a gateway that reads only the first line
+# reads the client's own words and lets it pick its rate-limit key; and a
+# value that is no address ("deadbeef") would be a fresh key per request.
+# G6 trusts 127.0.0.1 (the test, playing the proxy); what it decided is the
+# X-Forwarded-For it sends on, which the fixture shows.
+# ---------------------------------------------------------------------------
+step "one line, \"198.51.100.1, 203.0.113.9\" (positive control)"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\n\r\n"
+check_eq "the client is the right-most untrusted entry" 203.0.113.9 "$(seen X-Forwarded-For)"
+
+step "two lines: the client's 9.9.9.9, then the proxy's 203.0.113.7"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Forwarded-For: 9.9.9.9\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+check_eq "status 200" 200 "$RAW_STATUS"
+check_eq "the client is 203.0.113.7" 203.0.113.7 "$(seen X-Forwarded-For)"
+
+step "X-Forwarded-For: deadbeef"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Forwarded-For: deadbeef\r\n\r\n"
+check_eq "not an address: the walk ends at the proxy, 127.0.0.1" 127.0.0.1 "$(seen X-Forwarded-For)"
+
+step "X-Forwarded-For: 203.0.113.7, deadbeef"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Forwarded-For: 203.0.113.7, deadbeef\r\n\r\n"
+check_eq "nothing left of garbage is read" 127.0.0.1 "$(seen X-Forwarded-For)"
+
+step "X-Forwarded-For: 2001:DB8:0::1"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Forwarded-For: 2001:DB8:0::1\r\n\r\n"
+check_eq "IPv6, one canonical spelling" 2001:db8::1 "$(seen X-Forwarded-For)"
+
+step "the access log keys the client the same way"
+raw "$G6_PORT" "GET /fixture/headers HTTP/1.1\r\n${HEAD_END}X-Request-Id: phase2-xff-two-lines\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+if poll_until 5 has_log_line "$TEST_DIR/gateway-6.out" phase2-xff-two-lines; then
+	check_eq "client_ip 203.0.113.7" 203.0.113.7 \
+		"$(log_line "$TEST_DIR/gateway-6.out" phase2-xff-two-lines | jq -r '.client_ip')"
+else
+	fail "G6 logged phase2-xff-two-lines" "no such line in $TEST_DIR/gateway-6.out"
+fi
+
+# ---------------------------------------------------------------------------
+section "health: liveness is free, the detailed report is the operator's and cached"
+# Threat: /health was open, unlimited and asked every upstream (and Redis)
+# on every call: 40 calls, 40 requests to each upstream, and their URLs
+# and pool figures for anyone. Now /health asks nobody; /health/details
+# needs OPERATOR_TOKEN and asks each upstream at most once per
+# HEALTH_CHECK_INTERVAL_MS (a minute on G6). Counted at the upstream.
+# ---------------------------------------------------------------------------
+PROBES_BEFORE=$(fixture_count 'GET /health')
+step "40 x GET /health"
+: >"$TEST_DIR/live-codes.txt"
+for _ in $(seq 1 40); do
+	http GET "$G6/health"
+	echo "$HTTP_STATUS" >>"$TEST_DIR/live-codes.txt"
+done
+check_eq "40 answers 200" 40 "$(grep -c '^200$' "$TEST_DIR/live-codes.txt")"
+check_eq "no upstream URL in it" 0 "$(grep -c "$FIXTURE_PORT" "$HTTP_BODY_FILE")"
+expect_jq "nothing but status and service" 'keys == ["service", "status"]'
+check_eq "the fixture was asked nothing" "$PROBES_BEFORE" "$(fixture_count 'GET /health')"
+
+step "40 x GET /health/details without the token, or a wrong one"
+: >"$TEST_DIR/details-codes.txt"
+for n in $(seq 1 40); do
+	if [ $((n % 2)) = 0 ]; then
+		http GET "$G6/health/details" '' -H "Authorization: Bearer wrong-$OPERATOR_TOKEN"
+	else
+		http GET "$G6/health/details"
+	fi
+	echo "$HTTP_STATUS" >>"$TEST_DIR/details-codes.txt"
+done
+check_eq "40 answers 401" 40 "$(grep -c '^401$' "$TEST_DIR/details-codes.txt")"
+expect_problem 401
+check_eq "no upstream URL in it" 0 "$(grep -c "$FIXTURE_PORT" "$HTTP_BODY_FILE")"
+check_eq "the fixture was asked nothing" "$PROBES_BEFORE" "$(fixture_count 'GET /health')"
+
+step "GET /health/details with the operator's token (positive control)"
+details "$G6"
+expect_status 200
+expect_json '.checks.fixture.url' "$FIXTURE"
+expect_json '.checks.fixture.status' up
+expect_jq "pool figures" '.checks.fixture.pool | [.created, .requests] | all(type == "number")'
+
+step "40 x GET /health/details with the token"
+: >"$TEST_DIR/details-codes.txt"
+for _ in $(seq 1 40); do
+	details "$G6"
+	echo "$HTTP_STATUS" >>"$TEST_DIR/details-codes.txt"
+done
+check_eq "40 answers 200" 40 "$(grep -c '^200$' "$TEST_DIR/details-codes.txt")"
+check_num "the fixture was asked at most once for all 41" \
+	"$(( $(fixture_count 'GET /health') - PROBES_BEFORE ))" '<=' 1
+
+# ---------------------------------------------------------------------------
 section "clean stop, and sanitizers"
 # Every server stops on SIGTERM with exit 0 (under ASan, a leak found at
 # exit makes it non-zero). With build/asan/bin, AddressSanitizer,
@@ -1049,7 +1497,7 @@ section "clean stop, and sanitizers"
 # ---------------------------------------------------------------------------
 step "SIGTERM"
 declare -A SERVER_NAMES=([$G1_PID]="gateway G1" [$G2_PID]="gateway G2" [$G3_PID]="gateway G3"
-	[$G4_PID]="gateway G4" [$FIXTURE_PID]="upstream fixture" [$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
+	[$G4_PID]="gateway G4" [$G5_PID]="gateway G5" [$G6_PID]="gateway G6" [$FIXTURE_PID]="upstream fixture" [$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
 check_clean_stop
 
 finish

@@ -132,14 +132,15 @@ must_start "redis-server answers PING on port $REDIS_PORT" \
 	start_redis "$REDIS_PORT" "$TEST_DIR/redis"
 
 # The services. PBKDF2 at 1000 iterations (fast under ASan). alice, bob
-# and carol are premium, whom the gateways below allow 100000 requests;
-# rita and sam are free, with a limit of 10, for the rate-limit section.
+# and carol are made premium once registered (users grant-premium, below),
+# whom the gateways allow 100000 requests; rita and sam are free, with a
+# limit of 10, for the rate-limit section.
 DATA="redis://127.0.0.1:$REDIS_PORT/0"
 step "services"
 must_start "users is healthy on port $USERS_PORT" \
 	start_service users "$USERS" "$TEST_DIR/users" "$USERS_PORT" "${TRACE_BINARY[@]}" \
 	REDIS_URL="$DATA" JWT_SECRET="$SECRET" ALLOW_INSECURE_DEV_SECRET=true \
-	PASSWORD_PBKDF2_ITERATIONS=1000 PREMIUM_USERS=alice,bob,carol INSTANCE_ID=users
+	PASSWORD_PBKDF2_ITERATIONS=1000 INSTANCE_ID=users
 USERS_PID=$SERVICE_PID
 must_start "analytics is healthy on port $ANALYTICS_PORT" \
 	start_service analytics "$ANALYTICS" "$TEST_DIR/analytics" "$ANALYTICS_PORT" \
@@ -172,7 +173,7 @@ CANARY_PID=$SERVICE_PID
 # policy allows 500 logins a minute per IP (every request here comes from
 # 127.0.0.1). Upstream URLs come from the environment.
 GATEWAY_CONFIG_FILE="$TEST_DIR/gateway.json"
-jq '.rate_limit_policies.login = {window_seconds: 60, anonymous: 500, free: 500, premium: 500}' \
+jq '.rate_limit_policies.login += {window_seconds: 60, anonymous: 500, free: 500, premium: 500}' \
 	phase3-advanced/gateway.json >"$GATEWAY_CONFIG_FILE"
 GATEWAY_ENV=(
 	"${TRACE_BINARY[@]}"
@@ -268,6 +269,16 @@ for name in alice bob carol rita sam; do
 	step "register $name"
 	http POST "$LB/api/v1/auth/register" "{\"username\":\"$name\",\"password\":\"$PASSWORD\"}"
 	expect_status 201
+done
+
+# Premium is the operator's grant to an existing account: the users
+# binary as a command, against the same store.
+for name in alice bob carol; do
+	step "an operator runs users grant-premium $name"
+	GRANT_OUT=$(env -i PATH="$PATH" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
+		REDIS_URL="$DATA" "$USERS" grant-premium "$name" 2>&1)
+	check_eq "exit 0" 0 "$?"
+	check_match "it says so" "$name: tier premium" "$GRANT_OUT"
 done
 
 # login TOKEN_VARIABLE NAME: logs NAME in (through API v2: the same users

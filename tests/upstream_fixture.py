@@ -27,6 +27,10 @@ Endpoints:
                           received per method and path (query left out;
                           /stats itself not counted), dropped ones included.
   GET /health             200 {"status": "ok"} (the gateway's /health asks).
+  any /headers            200 {"headers": [[name, value], ...], "body_bytes": N}:
+                          every request header line exactly as it arrived, in
+                          order (a repeated one twice), so a test sees what
+                          the gateway passed on, added or dropped.
 
 Why "per method" on /flaky: the test sends GET /flaky twice and then POST
 /flaky twice through a gateway with one worker thread, so all of it can
@@ -159,6 +163,9 @@ class Handler(BaseHTTPRequestHandler):
             with stats_lock:
                 snapshot = dict(stats)
             self.reply_json(200, snapshot)
+        elif url.path == "/headers":
+            self.reply_json(200, {"headers": [[name, value] for name, value in self.headers.items()],
+                                  "body_bytes": len(body)})
         elif url.path == "/health" and self.command == "GET":
             self.reply_json(200, {"status": "ok"})
         else:

@@ -12,13 +12,21 @@
  * login, so it needs JWT_SECRET, the same one the gateway verifies with.
  * The gateway's X-Request-Id is kept, so one id follows a request through
  * both access logs.
+ *
+ * With arguments it is an operator's command instead of a server:
+ * `users grant-premium NAME` / `users revoke-premium NAME` set an account's
+ * tier in the store (users_command()): premium is given by whoever runs the
+ * service, never by whoever registers a name.
  */
 #include <kit/kit.h>
 
 #include "users/users.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
+	if (argc > 1)
+		return users_command(argc - 1, argv + 1);
+
 	struct kit_app *app = kit_app_new("users", 8083);
 
 	kit_use(app, &kit_request_id);       /* the gateway's X-Request-Id, kept    */

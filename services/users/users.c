@@ -7,7 +7,16 @@
  *   GET  /users/me       the caller's record, by req->user.subject
  *
  * A record is JSON {username, tier, password, created_at}; password is
- * password.c's PBKDF2 string. Login answers an unknown name and a wrong
+ * password.c's PBKDF2 string. Every account registers as "free"; premium
+ * is an operator's decision, never the registering client's: the
+ * operator runs `users grant-premium NAME` (users_command(), the same
+ * binary as a command instead of a server), which writes the hash
+ * "user-tier:<username>" {tier, changed_at} beside the record. Login and
+ * /users/me read it, and it wins over the record's own tier (which stays
+ * what registration wrote), so `users revoke-premium NAME` can also take
+ * premium back from an account registered when the tier was still given
+ * by name (PREMIUM_USERS, no longer read). A token carries the tier it
+ * was issued with: a change applies from the next login on. Login answers an unknown name and a wrong
  * password with the same 401 after the same PBKDF2 work (a dummy hash for
  * unknown names), so neither the answer nor its timing reveals who exists.
  * users_config is written by users_mount() before the server starts and
@@ -25,20 +34,14 @@
 #include "users/password.h"
 #include "users/users.h"
 
-#define USERS_NAME_MIN 3
-#define USERS_NAME_MAX 32
 #define USERS_PASSWORD_MIN 8
 #define USERS_PASSWORD_MAX 128
 /* PBKDF2 iterations below this need ALLOW_INSECURE_DEV_SECRET=true. */
 #define USERS_ITERATIONS_FLOOR 100000
-#define USERS_PREMIUM_LIST_MAX 4096
 
 struct users_config {
 	struct kit_jwt_config jwt;      /* JWT_*: key, algorithm, ttl of tokens  */
 	unsigned iterations;            /* PASSWORD_PBKDF2_ITERATIONS, 600000    */
-	/* PREMIUM_USERS normalised to ",alice,bob," so that membership is one
-	 * strstr() of ",<name>,"; "," when nobody is premium. */
-	char premium_users[USERS_PREMIUM_LIST_MAX];
 	/* A hash of a password nobody has, verified when the username is
 	 * unknown so that a miss costs as much as a wrong password. */
 	char dummy_hash[PASSWORD_ENCODED_MAX];
@@ -49,84 +52,11 @@ static struct users_config users_config;
 /* users_logins_total{result="success"|"failure"}. */
 static struct kit_metric *users_logins_total;
 
-/* ^[a-z0-9][a-z0-9_.-]{2,31}$ (docs/api.md). */
-static bool users_name_is_valid(const char *name, size_t len)
-{
-	if (len < USERS_NAME_MIN || len > USERS_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-		bool alphanumeric = (c >= 'a' && c <= 'z') ||
-				    (c >= '0' && c <= '9');
-
-		if (alphanumeric)
-			continue;
-		if (i > 0 && (c == '_' || c == '.' || c == '-'))
-			continue;
-		return false;
-	}
-	return true;
-}
-
 static bool users_username_is_valid(const char *username)
 {
-	return users_name_is_valid(username,
-				   strnlen(username, USERS_NAME_MAX + 1));
-}
-
-/* PREMIUM_USERS ("alice, bob") into users_config.premium_users
- * (",alice,bob,"). Returns 0, or -1 after kit_app_fail(). */
-static int users_load_premium(struct kit_app *app, const char *list)
-{
-	char *out = users_config.premium_users;
-	size_t out_size = sizeof(users_config.premium_users);
-	size_t used = 1;
-	const char *p = list;
-
-	out[0] = ',';
-	out[1] = '\0';
-	while (*p != '\0') {
-		size_t len = strcspn(p, ",");
-		const char *name = p;
-		size_t name_len = len;
-
-		while (name_len > 0 && name[0] == ' ') {
-			name++;
-			name_len--;
-		}
-		while (name_len > 0 && name[name_len - 1] == ' ')
-			name_len--;
-		if (name_len > 0) {
-			if (!users_name_is_valid(name, name_len)) {
-				kit_app_fail(app, "PREMIUM_USERS: \"%.*s\" is not a valid username",
-					     (int)name_len, name);
-				return -1;
-			}
-			if (used + name_len + 2 > out_size) {
-				kit_app_fail(app, "PREMIUM_USERS: longer than %d bytes",
-					     USERS_PREMIUM_LIST_MAX - 2);
-				return -1;
-			}
-			memcpy(out + used, name, name_len);
-			used += name_len;
-			out[used++] = ',';
-			out[used] = '\0';
-		}
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	return 0;
-}
-
-static bool users_is_premium(const char *username)
-{
-	char needle[USERS_NAME_MAX + 3];
-	int written = snprintf(needle, sizeof(needle), ",%s,", username);
-
-	if (written < 0 || (size_t)written >= sizeof(needle))
-		return false;
-	return strstr(users_config.premium_users, needle) != NULL;
+	/* The one rule (kit/jwt.h): a name this accepts is one a token can
+	 * carry and a gateway can pass on. */
+	return kit_username_is_valid(username, strnlen(username, KIT_USERNAME_MAX + 1));
 }
 
 /* PASSWORD_PBKDF2_ITERATIONS, with its floor. Returns 0, or -1 after
@@ -175,12 +105,14 @@ struct users_record {
 	const char *tier;
 	const char *password;
 	const char *created_at;
+	struct kit_store_hash grant;  /* "user-tier:<username>", maybe empty */
 };
 
 static void users_record_free(struct users_record *record)
 {
 	cJSON_Delete(record->json);
 	record->json = NULL;
+	kit_store_hash_free(&record->grant);
 }
 
 static const char *users_record_string(const cJSON *json, const char *name)
@@ -190,10 +122,23 @@ static const char *users_record_string(const cJSON *json, const char *name)
 	return cJSON_IsString(item) ? item->valuestring : NULL;
 }
 
-/* Reads "user:<username>" (username already valid). Returns KIT_NEXT with
+/* "user-tier:<username>": the operator's grant (users_command). Returns 0,
+ * or -1 when it does not fit. */
+static int users_tier_key(char *key, size_t key_size, const char *username)
+{
+	int written = snprintf(key, key_size, "user-tier:%s", username);
+
+	if (written < 0 || (size_t)written >= key_size)
+		return -1;
+	return 0;
+}
+
+/* Reads "user:<username>" (username already valid) and the operator's
+ * tier for it, which wins over the record's. Returns KIT_NEXT with
  * *found saying whether the user exists and, when it does, *record filled
  * (free with users_record_free()); or answers 503 (store) / 500 (a record
- * that is not what register wrote) and returns that status. */
+ * that is not what register wrote, or a tier the kit does not know) and
+ * returns that status. */
 static int users_record_load(struct kit_request *req, const char *username,
 			     struct users_record *record, bool *found)
 {
@@ -220,11 +165,34 @@ static int users_record_load(struct kit_request *req, const char *username,
 	record->password = users_record_string(record->json, "password");
 	record->created_at = users_record_string(record->json, "created_at");
 	if (record->username == NULL || record->tier == NULL ||
-	    record->password == NULL || record->created_at == NULL) {
+	    record->password == NULL || record->created_at == NULL ||
+	    !kit_tier_is_known(record->tier)) {
 		fprintf(stderr, "users: request %s: record %s is damaged\n",
 			req->request_id, key);
 		users_record_free(record);
 		return kit_problem(req, 500, "user record is damaged");
+	}
+
+	/* The operator's grant, when there is one. */
+	if (users_tier_key(key, sizeof(key), username) != 0) {
+		users_record_free(record);
+		return kit_problem(req, 500, "could not build the tier key");
+	}
+	result = kit_store_hash_get_all(store, key, &record->grant);
+	if (result == KIT_STORE_ERROR) {
+		users_record_free(record);
+		return kit_problem_store(req, store);
+	}
+	if (result == KIT_STORE_OK) {
+		const char *granted = kit_store_hash_value(&record->grant, "tier");
+
+		if (granted == NULL || !kit_tier_is_known(granted)) {
+			fprintf(stderr, "users: request %s: %s is damaged\n",
+				req->request_id, key);
+			users_record_free(record);
+			return kit_problem(req, 500, "user record is damaged");
+		}
+		record->tier = granted;
 	}
 	*found = true;
 	return KIT_NEXT;
@@ -266,8 +234,9 @@ static int users_register(struct kit_request *req)
 	    password_len > USERS_PASSWORD_MAX)
 		return kit_problem(req, 400, "password must be 8-128 bytes");
 
-	/* 2. The record: tier from PREMIUM_USERS, the password hashed. */
-	tier = users_is_premium(username) ? "premium" : "free";
+	/* 2. The record: every account starts free (premium is an
+	 *    operator's grant, users_command), the password hashed. */
+	tier = "free";
 	if (password_hash(password, users_config.iterations, encoded,
 			  sizeof(encoded)) != 0) {
 		fprintf(stderr, "users: request %s: password hashing failed\n",
@@ -435,15 +404,20 @@ out:
 
 void users_mount(struct kit_app *app)
 {
-	/* 1. Configuration: signing key, hashing cost, premium names. */
+	/* 1. Configuration: signing key, hashing cost. */
 	if (kit_jwt_config_from_env(&users_config.jwt) != 0) {
 		kit_app_fail(app, "users: bad JWT setting (see above)");
 		return;
 	}
 	if (users_load_iterations(app) != 0)
 		return;
-	if (users_load_premium(app, kit_env_string("PREMIUM_USERS", "")) != 0)
+	/* PREMIUM_USERS once gave premium to whoever registered a listed name
+	 * first. Ignoring it quietly would leave an operator believing those
+	 * accounts are premium; refusing it says what replaced it. */
+	if (kit_env_string("PREMIUM_USERS", NULL) != NULL) {
+		kit_app_fail(app, "PREMIUM_USERS: no longer read: premium is granted to an existing account by an operator, `users grant-premium NAME` (docs/configuration.md)");
 		return;
+	}
 	kit_app_use_store(app);
 
 	/* 2. The dummy hash, at the configured cost so that it takes as long
@@ -471,4 +445,79 @@ void users_mount(struct kit_app *app)
 	kit_route(app, "POST", "/auth/register", users_register, KIT_PUBLIC);
 	kit_route(app, "POST", "/auth/login", users_login, KIT_PUBLIC);
 	kit_route(app, "GET", "/users/me", users_me, KIT_AUTHENTICATED);
+}
+
+/* ---- the operator's commands ---- */
+
+/* Sets the tier of an existing account: "user-tier:<name>" {tier,
+ * changed_at}, atomically (one MULTI/EXEC). Returns the exit code. */
+static int users_set_tier(const char *username, const char *tier)
+{
+	struct kit_store_config config;
+	struct kit_store *store = NULL;
+	char key[64], changed_at[32];
+	char *record = NULL;
+	enum kit_store_result result;
+	int status = 1;
+
+	if (!kit_username_is_valid(username, strnlen(username, KIT_USERNAME_MAX + 1))) {
+		fprintf(stderr, "users: \"%s\" is not a username (3-32 of a-z 0-9 _ . -)\n", username);
+		return 2;
+	}
+	if (kit_store_config_from_env(&config) != 0)
+		return 2;
+	/* STORE=memory lives inside each process: a grant written here would
+	 * vanish with this command and never reach the service. */
+	if (config.kind != KIT_STORE_REDIS) {
+		fprintf(stderr, "users: STORE=memory: there is no shared store to write the tier to\n");
+		return 2;
+	}
+	store = kit_store_open(&config);
+	if (store == NULL) {
+		fprintf(stderr, "users: out of memory\n");
+		return 1;
+	}
+	/* Only an account that exists: a grant waiting for a name would give
+	 * premium to whoever registers it first, the very thing this replaces. */
+	if (users_key(key, sizeof(key), username) != 0)
+		goto out;
+	result = kit_store_get(store, key, &record, NULL);
+	if (result == KIT_STORE_NOT_FOUND) {
+		fprintf(stderr, "users: no account named \"%s\"\n", username);
+		goto out;
+	}
+	if (result != KIT_STORE_OK) {
+		fprintf(stderr, "users: the store: %s\n", kit_store_error(store));
+		goto out;
+	}
+	if (users_tier_key(key, sizeof(key), username) != 0 ||
+	    kit_utc_timestamp(time(NULL), changed_at, sizeof(changed_at)) != 0)
+		goto out;
+	const struct kit_store_field_op ops[] = {
+		{ .field = "tier", .value = tier },
+		{ .field = "changed_at", .value = changed_at },
+	};
+	if (kit_store_hash_update(store, key, ops, 2) != KIT_STORE_OK) {
+		fprintf(stderr, "users: the store: %s\n", kit_store_error(store));
+		goto out;
+	}
+	printf("%s: tier %s (tokens carry it from the next login on)\n", username, tier);
+	status = 0;
+out:
+	free(record);
+	kit_store_close(store);
+	return status;
+}
+
+int users_command(int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[0], "grant-premium") == 0)
+		return users_set_tier(argv[1], "premium");
+	if (argc == 2 && strcmp(argv[0], "revoke-premium") == 0)
+		return users_set_tier(argv[1], "free");
+	fprintf(stderr, "usage: users                       serve (PORT, REDIS_URL, JWT_SECRET, ...)\n"
+			"       users grant-premium NAME    give an existing account the premium tier\n"
+			"       users revoke-premium NAME   put it back on free\n"
+			"The commands write to the store REDIS_URL names.\n");
+	return 2;
 }

@@ -15,9 +15,17 @@
 
 struct kit_app;
 
-/* Reads JWT_* (signing), PASSWORD_PBKDF2_ITERATIONS and PREMIUM_USERS from
- * the environment and mounts the routes. A bad setting fails start-up
- * through kit_app_fail(). */
+/* Reads JWT_* (signing) and PASSWORD_PBKDF2_ITERATIONS from the
+ * environment and mounts the routes. A bad setting fails start-up through
+ * kit_app_fail(), and so does PREMIUM_USERS, which is no longer read. */
 void users_mount(struct kit_app *app);
+
+/* The operator's commands, for `users <command> ...` (argv without the
+ * program name): "grant-premium NAME" and "revoke-premium NAME" set the
+ * tier of an existing account in the store REDIS_URL names (STORE=memory
+ * is refused: no other process could see it). Prints what it did or why
+ * not; returns the exit code: 0 done, 1 no such account or a store error,
+ * 2 bad usage or setting. */
+int users_command(int argc, char **argv);
 
 #endif

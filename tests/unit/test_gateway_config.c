@@ -204,6 +204,8 @@ static void test_shipped_file_upstreams_and_pool(void **state)
 	assert_int_equal(config->policies[0].anonymous_limit, 20);
 	assert_int_equal(config->policies[0].free_limit, 20);
 	assert_int_equal(config->policies[0].premium_limit, 20);
+	/* Logins and registrations keep a limit while Redis is down. */
+	assert_int_equal(config->policies[0].on_redis_failure, KIT_RATE_ON_REDIS_LOCAL);
 	free(config);
 	free(text);
 }
@@ -852,6 +854,44 @@ static void test_bad_policy(void **state)
 	free(text);
 }
 
+/* "on_redis_failure": open, closed or local; absent: the process default
+ * (RATE_LIMIT_ON_REDIS_ERROR). A typo must stop start-up, not quietly
+ * fall back to failing open. */
+static void test_policy_on_redis_failure(void **state)
+{
+	static const struct {
+		const char *text;
+		enum kit_rate_on_redis_failure value;
+	} good[] = {
+		{ "", KIT_RATE_ON_REDIS_DEFAULT },
+		{ ", \"on_redis_failure\": \"open\"", KIT_RATE_ON_REDIS_OPEN },
+		{ ", \"on_redis_failure\": \"closed\"", KIT_RATE_ON_REDIS_CLOSED },
+		{ ", \"on_redis_failure\": \"local\"", KIT_RATE_ON_REDIS_LOCAL },
+	};
+	static const char *const bad[] = {
+		"\"Local\"", "\"fail-closed\"", "\"\"", "true", "1", "null",
+	};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char *policy = fmt("{\"window_seconds\": 60, \"anonymous\": 20, \"free\": 30, "
+				   "\"premium\": 40%s}", good[i].text);
+		char *text = fmt(POLICY_FILE, policy, "login");
+		struct kit_gateway_config *config = parse_ok(text);
+		assert_int_equal(config->policies[0].on_redis_failure, good[i].value);
+		free(config);
+		free(text);
+		free(policy);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *policy = fmt("{\"window_seconds\": 60, \"anonymous\": 20, \"free\": 30, "
+				   "\"premium\": 40, \"on_redis_failure\": %s}", bad[i]);
+		char *text = fmt(POLICY_FILE, policy, "login");
+		expect_refused(text, "rate_limit_policies.login.on_redis_failure", NULL);
+		free(text);
+		free(policy);
+	}
+}
+
 /* One more than KIT_GATEWAY_MAX_ROUTES is refused, not truncated; exactly
  * the maximum is fine. */
 static char *routes_file(int count)
@@ -1015,6 +1055,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_timeout),
 		cmocka_unit_test(test_unknown_rate_limit_policy),
 		cmocka_unit_test(test_bad_policy),
+		cmocka_unit_test(test_policy_on_redis_failure),
 		cmocka_unit_test(test_too_many_routes),
 		cmocka_unit_test(test_unknown_member_in_route),
 		cmocka_unit_test(test_duplicate_member_in_route),

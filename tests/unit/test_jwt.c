@@ -275,9 +275,11 @@ static void test_missing_tier_reads_free(void **state)
 	assert_string_equal(id.tier, "free");
 }
 
-/* Threat: a user mints a tier the kit does not know ("admin") hoping it
- * maps to something privileged; the header says unknown tiers read free. */
-static void test_unknown_tier_reads_free(void **state)
+/* Threat: a token minted with a tier the kit does not know ("admin"),
+ * hoping it maps to something privileged or lands in a header verbatim.
+ * It is refused (once it read as free; a tier nobody issues means the
+ * token was not made by the users service). */
+static void test_unknown_tier_refused(void **state)
 {
 	struct kit_identity id;
 	memset(&id, 0, sizeof(id));
@@ -287,12 +289,76 @@ static void test_unknown_tier_reads_free(void **state)
 			 KIT_JWT_OK);
 	assert_string_equal(id.tier, "premium"); /* positive control */
 
-	memset(&id, 0, sizeof(id));
+	static const char *const bad[] = {
+		"{\"sub\":\"bob\",\"tier\":\"admin\",\"exp\":1800000600}",
+		"{\"sub\":\"bob\",\"tier\":\"Premium\",\"exp\":1800000600}",
+		"{\"sub\":\"bob\",\"tier\":\"free\\r\\nX-Injected: 1\",\"exp\":1800000600}",
+		"{\"sub\":\"bob\",\"tier\":7,\"exp\":1800000600}",
+		"{\"sub\":\"bob\",\"tier\":null,\"exp\":1800000600}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&id, 0, sizeof(id));
+		if (verify_hs256(HS256_HEADER, bad[i], EVP_sha256(), SECRET, &id) != KIT_JWT_BAD_CLAIM)
+			fail_msg("%s was not refused as KIT_JWT_BAD_CLAIM", bad[i]);
+		assert_false(id.authenticated);
+	}
+}
+
+/* Threat: whoever holds the key (a leaked secret, a careless tool) signs
+ * a sub with CR LF in it; the gateway would copy it into X-User-Id, and
+ * the CR LF would start a header line of its own upstream. sub must be a
+ * username by the users service's rule (kit_username_is_valid). */
+static void test_sub_must_be_a_username(void **state)
+{
+	static const char *const bad[] = {
+		"alice\\r\\nX-Injected: 1", "alice\\n", "Alice", "al", "-alice",
+		"alice bob", "al:ce", "\\u00e9lise",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 33 */
+	};
+	static const char *const good[] = { "alice", "a_b", "x.y-z", "007", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" };
+	struct kit_identity id;
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char *payload = payload_fmt("{\"sub\":\"%s\",\"exp\":1800000600}", good[i]);
+		if (verify_hs256(HS256_HEADER, payload, EVP_sha256(), SECRET, &id) != KIT_JWT_OK)
+			fail_msg("sub \"%s\" was refused (positive control)", good[i]);
+		free(payload);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *payload = payload_fmt("{\"sub\":\"%s\",\"exp\":1800000600}", bad[i]);
+		if (verify_hs256(HS256_HEADER, payload, EVP_sha256(), SECRET, &id) != KIT_JWT_BAD_CLAIM)
+			fail_msg("sub \"%s\" was not refused as KIT_JWT_BAD_CLAIM", bad[i]);
+		assert_false(id.authenticated);
+		free(payload);
+	}
+	/* A NUL would end the C string early: "alice\u0000x" must not read
+	 * as alice. */
 	assert_int_equal(verify_hs256(HS256_HEADER,
-				      "{\"sub\":\"bob\",\"tier\":\"admin\",\"exp\":1800000600}",
+				      "{\"sub\":\"alice\\u0000x\",\"exp\":1800000600}",
 				      EVP_sha256(), SECRET, &id),
-			 KIT_JWT_OK);
-	assert_string_equal(id.tier, "free");
+			 KIT_JWT_MALFORMED);
+}
+
+/* The rule itself, and the issuer never signing what verify refuses. */
+static void test_username_rule_and_issue(void **state)
+{
+	struct kit_jwt_config cfg;
+
+	assert_true(kit_username_is_valid("alice", 5));
+	assert_true(kit_username_is_valid("alice\r\n", 5)); /* only len bytes */
+	assert_false(kit_username_is_valid("alice\r\n", 7));
+	assert_false(kit_username_is_valid("_alice", 6));
+	assert_true(kit_tier_is_known("free"));
+	assert_true(kit_tier_is_known("premium"));
+	assert_false(kit_tier_is_known("admin"));
+	assert_false(kit_tier_is_known(""));
+
+	config_init(&cfg, JWT_ALG_HS256);
+	char *token = kit_jwt_issue(&cfg, "alice", "free", NOW);
+	assert_non_null(token); /* positive control */
+	free(token);
+	assert_null(kit_jwt_issue(&cfg, "alice\r\nX-Injected: 1", "free", NOW));
+	assert_null(kit_jwt_issue(&cfg, "alice", "admin", NOW));
 }
 
 static void test_missing_exp(void **state)
@@ -630,36 +696,36 @@ static enum kit_jwt_error verify_with_iss_aud(const char *payload)
  * happens to share the secret. */
 static void test_issuer_checked(void **state)
 {
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\",\"aud\":\"kit-api\"}"),
 			 KIT_JWT_OK);
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"evil\",\"aud\":\"kit-api\"}"),
 			 KIT_JWT_BAD_ISSUER);
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"aud\":\"kit-api\"}"),
 			 KIT_JWT_BAD_ISSUER);
 }
 
 static void test_audience_checked(void **state)
 {
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\",\"aud\":\"kit-api\"}"),
 			 KIT_JWT_OK);
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\",\"aud\":\"other\"}"),
 			 KIT_JWT_BAD_AUDIENCE);
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\"}"),
 			 KIT_JWT_BAD_AUDIENCE);
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\",\"aud\":[\"other\",\"kit-api\"]}"),
 			 KIT_JWT_OK);
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\",\"aud\":[\"other\",\"more\"]}"),
 			 KIT_JWT_BAD_AUDIENCE);
 	/* A prefix is not a match. */
-	assert_int_equal(verify_with_iss_aud("{\"sub\":\"a\",\"exp\":1800000600,"
+	assert_int_equal(verify_with_iss_aud("{\"sub\":\"ann\",\"exp\":1800000600,"
 					     "\"iss\":\"kit-users\",\"aud\":\"kit-api-admin\"}"),
 			 KIT_JWT_BAD_AUDIENCE);
 }
@@ -669,7 +735,7 @@ static void test_issuer_audience_unchecked_when_unset(void **state)
 {
 	struct kit_identity id;
 	assert_int_equal(verify_hs256(HS256_HEADER,
-				      "{\"sub\":\"a\",\"exp\":1800000600,"
+				      "{\"sub\":\"ann\",\"exp\":1800000600,"
 				      "\"iss\":\"anyone\",\"aud\":\"anything\"}",
 				      EVP_sha256(), SECRET, &id),
 			 KIT_JWT_OK);
@@ -800,7 +866,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_issued_token_claims),
 		cmocka_unit_test(test_hs384_pinned),
 		cmocka_unit_test(test_missing_tier_reads_free),
-		cmocka_unit_test(test_unknown_tier_reads_free),
+		cmocka_unit_test(test_unknown_tier_refused),
+		cmocka_unit_test(test_sub_must_be_a_username),
+		cmocka_unit_test(test_username_rule_and_issue),
 		cmocka_unit_test(test_missing_exp),
 		cmocka_unit_test(test_missing_sub),
 		cmocka_unit_test(test_bad_claim_types_refused),

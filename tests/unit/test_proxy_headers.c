@@ -269,6 +269,41 @@ static void test_response_keeps_end_to_end(void **state)
 
 /* An optional argument runs only the tests whose names match it
  * (cmocka's pattern: '*' and '?' wildcards). */
+/* Threat: many servers read '_' as '-' (nginx with underscores_in_headers,
+ * CGI's HTTP_X_USER_ID, WSGI), so "X_User_Id: mallory" would reach a
+ * service as X-User-Id. Every name the filter drops is dropped in its
+ * underscore spelling too. Positive control: an ordinary header with an
+ * underscore still goes through. */
+static void test_request_drops_underscore_spellings(void **state)
+{
+	static const char *const names[] = {
+		"X_User_Id", "x_user_tier", "X-User_Role", "X_USER-ID",
+		"X_Forwarded_For", "x_forwarded_host", "X_Request_Id",
+		"Transfer_Encoding", "Content_Length", "Proxy_Authorization",
+		"uber_trace_id", "Keep_Alive",
+	};
+
+	for (size_t i = 0; i < COUNT(names); i++)
+		expect_drop(kit_proxy_drop_request_header, names[i], NULL);
+	expect_keep(kit_proxy_drop_request_header, "X_Custom_Thing", NULL);
+	expect_keep(kit_proxy_drop_request_header, "X-Userid", NULL);
+	/* A Connection token in either spelling names the same header. */
+	expect_drop(kit_proxy_drop_request_header, "X-Secret", "x_secret");
+	expect_drop(kit_proxy_drop_request_header, "X_Secret", "X-Secret");
+}
+
+/* Threat: a second Connection line ("Connection: keep-alive" then
+ * "Connection: X-Secret"). The proxy joins every line into one list
+ * before asking the filter; a token from any line is dropped. */
+static void test_connection_lines_joined(void **state)
+{
+	const char *joined = "keep-alive, X-Secret";
+
+	expect_drop(kit_proxy_drop_request_header, "X-Secret", joined);
+	expect_drop(kit_proxy_drop_response_header, "X-Secret", joined);
+	expect_keep(kit_proxy_drop_request_header, "X-Other", joined);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1)
@@ -289,6 +324,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_response_drops_length_and_date),
 		cmocka_unit_test(test_response_drops_gateway_owned_ids),
 		cmocka_unit_test(test_response_keeps_end_to_end),
+		cmocka_unit_test(test_request_drops_underscore_spellings),
+		cmocka_unit_test(test_connection_lines_joined),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,25 @@
 #define KIT_SPLIT_BUCKETS 10000  /* a caller's bucket: hash % 10000        */
 #define KIT_SPLIT_COOKIE "kit_ab" /* an anonymous caller's stable key      */
 
+/*
+ * What the proxy passes on. A header line ("Name: value") longer than
+ * KIT_PROXY_HEADER_LINE_MAX is refused with 431, never cut short: 16 KiB,
+ * the most a request head may take on either server core (the event
+ * loop's head limit, civetweb's max_request_size), so a line the core
+ * accepted is passed on whole; the check guards a core whose limit is
+ * raised. A request with more than
+ * MAX_REQUEST_HEADERS header fields (default 48) is refused with 431: the
+ * gateway adds up to KIT_PROXY_OWN_HEADERS of its own (X-Forwarded-For,
+ * -Proto, -Host, X-Request-Id, X-User-Id, X-User-Tier, uber-trace-id, and
+ * from libcurl Host and Content-Length where the client sent none), and an
+ * upstream on civetweb reads 64 at most: past that X-User-Id would be lost
+ * and the service would answer 401 for an authenticated caller. So
+ * MAX_REQUEST_HEADERS may be at most 64 - 9 = 55.
+ */
+#define KIT_PROXY_HEADER_LINE_MAX 16384
+#define KIT_PROXY_OWN_HEADERS 9
+#define KIT_PROXY_MAX_REQUEST_HEADERS (64 - KIT_PROXY_OWN_HEADERS)
+
 /* Connection-pool counters of one upstream, like the guide's agentkeepalive
  * getCurrentStatus(). open = created - closed; idle = open - in_use. */
 struct kit_pool_stats {
@@ -173,7 +192,9 @@ struct kit_gateway_config *kit_gateway_config_load(struct kit_app *app,
 
 /* Adds every route of config to app as a proxy route, registers the curl
  * handle per worker thread, the pool and split metrics and a health report
- * per upstream (its /health and its pool statistics); with "versions", then
+ * per upstream for /health/details (its /health and its pool statistics),
+ * and reads MAX_REQUEST_HEADERS (48; 1..KIT_PROXY_MAX_REQUEST_HEADERS, a
+ * bad value fails start-up); with "versions", then
  * the "/api/..." catch-all (public, any method) that answers for unknown
  * versions and serves API-Version. A split route answers with
  * "X-Variant: <name>" and counts gateway_split_requests_total{split,
@@ -207,8 +228,11 @@ bool kit_split_cookie(const char *cookie_header, char *out, size_t size);
  * proxy sends instead), or a response header not passed back (hop-by-hop,
  * Content-Length, Date, Server, X-Request-Id, X-Trace-ID: the gateway writes
  * its own; X-Instance is kept, so a response names the gateway instance
- * and then the service instance that answered). connection is
- * the message's Connection header (its tokens are hop-by-hop too), or NULL. */
+ * and then the service instance that answered). connection is the
+ * message's Connection list, every Connection line joined with ", " (its
+ * tokens are hop-by-hop too), or NULL. Names are compared as many servers
+ * read them: without case and with '_' the same as '-', so "X_User_Id" is
+ * dropped like X-User-Id. */
 bool kit_proxy_drop_request_header(const char *name, const char *connection);
 bool kit_proxy_drop_response_header(const char *name, const char *connection);
 

@@ -46,12 +46,17 @@ enum kit_jwt_error {
 	KIT_JWT_MISSING_CLAIM, /* no exp, or no sub                             */
 	KIT_JWT_BAD_ISSUER,
 	KIT_JWT_BAD_AUDIENCE,
+	KIT_JWT_BAD_CLAIM,     /* sub not a valid username, tier not a known one */
 };
 const char *kit_jwt_error_text(enum kit_jwt_error error);
 
-/* Verifies token at time now and fills *identity (sub and tier, a missing
- * or unknown tier reading as "free"; exp and nbf, so a cache can re-check
- * them later with kit_jwt_still_valid). */
+/* Verifies token at time now and fills *identity (sub and tier; exp and
+ * nbf, so a cache can re-check them later with kit_jwt_still_valid). sub
+ * must be a valid username (kit_username_is_valid) and tier, when present,
+ * a known one (kit_tier_is_known); a missing tier reads as "free". Either
+ * broken is KIT_JWT_BAD_CLAIM, even with a good signature: whoever holds
+ * the key must still not be able to put "alice\r\nX-Injected: 1" into the
+ * X-User-Id a gateway sends on. */
 enum kit_jwt_error kit_jwt_verify(const struct kit_jwt_config *cfg,
 				  const char *token, time_t now,
 				  struct kit_identity *identity);
@@ -62,8 +67,27 @@ bool kit_jwt_still_valid(const struct kit_jwt_config *cfg,
 			 const struct kit_identity *identity, time_t now);
 
 /* Signs a token for subject with claims sub, tier, iat, exp (now + ttl) and
- * iss/aud when configured. Returns a malloc'd string or NULL. */
+ * iss/aud when configured. Returns a malloc'd string, or NULL when out of
+ * memory or when subject is not a valid username or tier not a known one. */
 char *kit_jwt_issue(const struct kit_jwt_config *cfg, const char *subject,
 		    const char *tier, time_t now);
+
+/*
+ * Who a caller can be: the one rule for a username, used by the users
+ * service when an account is registered, by kit_jwt_verify() for a token's
+ * sub and by kit_identity_headers for the X-User-Id a gateway passes on.
+ *
+ *   ^[a-z0-9][a-z0-9_.-]{2,31}$   (3-32 bytes; docs/api.md)
+ *
+ * Nothing in it can break a header line, a log line or a store key.
+ */
+#define KIT_USERNAME_MIN 3
+#define KIT_USERNAME_MAX 32
+
+/* Whether the len bytes at name are a username by the rule above. */
+bool kit_username_is_valid(const char *name, size_t len);
+
+/* Whether tier is one the kit knows: "free" or "premium". */
+bool kit_tier_is_known(const char *tier);
 
 #endif

@@ -26,17 +26,23 @@ extern const struct kit_middleware kit_metrics;
 extern const struct kit_middleware kit_cors;
 /* auth_jwt.c: Bearer JWT verified for KIT_AUTHENTICATED routes. */
 extern const struct kit_middleware kit_auth_jwt;
-/* identity_headers.c (services behind a gateway): X-User-Id/-Tier trusted. */
+/* identity_headers.c (services behind a gateway): X-User-Id/-Tier trusted
+ * when they follow the rules of a token's claims (kit/jwt.h). */
 extern const struct kit_middleware kit_identity_headers;
 /* rate_limit_memory.c: fixed window counted in this process's memory. */
 extern const struct kit_middleware kit_rate_limit_memory;
 /* rate_limit_redis.c: the same window counted in Redis, shared by every
- * instance (one atomic round trip); fails open or closed by config. */
+ * instance (one atomic round trip); while Redis is down each policy fails
+ * open, closed or local (its own count in memory) by config. */
 extern const struct kit_middleware kit_rate_limit_redis;
 
-/* The operations endpoints, mounted by every process:
- * GET /health (status, uptime, memory, checks: the store's PING and any
- * kit_app_health_check()) and GET /metrics. */
+/* The operations endpoints, mounted by every process (operations.c):
+ * GET /health (liveness: 200 {"status":"ok","service"}, constant, asks
+ * nothing), GET /health/details (the operator's report, with
+ * OPERATOR_TOKEN: uptime, memory, every kit_app_health_check() and
+ * kit_app_health_report(), run at most once per HEALTH_CHECK_INTERVAL_MS)
+ * and GET /metrics. A bad OPERATOR_TOKEN or HEALTH_CHECK_INTERVAL_MS
+ * fails start-up. */
 void kit_mount_operations(struct kit_app *app);
 
 #endif

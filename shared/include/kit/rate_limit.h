@@ -16,6 +16,23 @@
 
 struct kit_request;
 
+/* What a limiter whose counters live in Redis does while Redis cannot be
+ * reached (rate_limit_redis.c). The in-memory limiter never needs it. */
+enum kit_rate_on_redis_failure {
+	KIT_RATE_ON_REDIS_DEFAULT = 0, /* whatever RATE_LIMIT_ON_REDIS_ERROR
+	                                * says (open, unless set)            */
+	KIT_RATE_ON_REDIS_OPEN,        /* serve uncounted                     */
+	KIT_RATE_ON_REDIS_CLOSED,      /* refuse: 503                         */
+	KIT_RATE_ON_REDIS_LOCAL,       /* count in this process instead, with
+	                                * the same limits (rate_limit_memory.c's
+	                                * counter), until Redis is back        */
+};
+
+/* "open", "closed", "local" into *out. Returns false for anything else. */
+bool kit_rate_on_redis_failure_parse(const char *text, enum kit_rate_on_redis_failure *out);
+/* The name of a value: "open", "closed", "local" (DEFAULT: "default"). */
+const char *kit_rate_on_redis_failure_name(enum kit_rate_on_redis_failure value);
+
 /* Limits per caller class: RATE_LIMIT_WINDOW_SECONDS (60),
  * RATE_LIMIT_ANONYMOUS (30: public routes, per client IP),
  * RATE_LIMIT_FREE (60) and RATE_LIMIT_PREMIUM (600, per user). */
@@ -25,6 +42,9 @@ struct kit_rate_limit_config {
 	long anonymous_limit;
 	long free_limit;
 	long premium_limit;
+	/* gateway.json "on_redis_failure"; DEFAULT for the RATE_LIMIT_*
+	 * defaults and for a policy that does not say. */
+	enum kit_rate_on_redis_failure on_redis_failure;
 };
 
 int kit_rate_limit_config_from_env(struct kit_rate_limit_config *cfg);

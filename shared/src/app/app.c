@@ -42,38 +42,6 @@ void kit_app_fail(struct kit_app *app, const char *fmt, ...)
 	app->failed = true;
 }
 
-/* TRUSTED_PROXIES: comma-separated addresses whose X-Forwarded-For we
- * believe. Returns 0 or -1 after printing what is wrong. */
-static int read_trusted_proxies(struct kit_app *app)
-{
-	const char *list = kit_env_string("TRUSTED_PROXIES", "");
-	const char *p = list;
-
-	while (*p != '\0') {
-		size_t len = strcspn(p, ",");
-
-		while (len > 0 && p[0] == ' ') {
-			p++;
-			len--;
-		}
-		if (len > 0) {
-			if (app->trusted_proxy_count == KIT_MAX_TRUSTED_PROXIES ||
-			    len >= sizeof(app->trusted_proxies[0])) {
-				fprintf(stderr, "TRUSTED_PROXIES: at most %d addresses of under 48 characters\n",
-					KIT_MAX_TRUSTED_PROXIES);
-				return -1;
-			}
-			memcpy(app->trusted_proxies[app->trusted_proxy_count], p, len);
-			app->trusted_proxies[app->trusted_proxy_count][len] = '\0';
-			app->trusted_proxy_count++;
-		}
-		p += len;
-		if (*p == ',')
-			p++;
-	}
-	return 0;
-}
-
 static void *open_store(void *config)
 {
 	return kit_store_open(config);
@@ -116,7 +84,7 @@ struct kit_app *kit_app_new(const char *service_name, int default_port)
 	}
 	if (kit_env_long("PORT", default_port, 1, 65535, &config->port) != 0 ||
 	    kit_http_policy_from_env(&config->policy) != 0 ||
-	    read_trusted_proxies(app) != 0 ||
+	    kit_client_address_config(app) != 0 ||
 	    kit_store_config_from_env(&app->store_config) != 0)
 		app->failed = true;
 	app->store_slot = kit_app_thread_resource(app, open_store, close_store,
@@ -248,58 +216,6 @@ double kit_app_uptime(const struct kit_app *app)
 
 /* ---- the request's way through the process ---- */
 
-static bool is_trusted_proxy(const struct kit_app *app, const char *ip)
-{
-	for (int i = 0; i < app->trusted_proxy_count; i++) {
-		if (strcmp(app->trusted_proxies[i], ip) == 0)
-			return true;
-	}
-	return false;
-}
-
-/* The client's address: the socket peer, unless the peer is a trusted
- * proxy, in which case the right-most X-Forwarded-For entry that is not
- * itself a trusted proxy (entries to its left were written by the client
- * and prove nothing). */
-static void resolve_client_ip(struct kit_request *req, const char *peer)
-{
-	const char *xff;
-
-	snprintf(req->client_ip, sizeof(req->client_ip), "%s", peer);
-	if (!is_trusted_proxy(req->app, peer))
-		return;
-	xff = kit_request_header(req, "X-Forwarded-For");
-	if (xff == NULL)
-		return;
-
-	const char *end = xff + strlen(xff);
-	while (end > xff) {
-		const char *start = end;
-		char candidate[48];
-		size_t len;
-
-		while (start > xff && start[-1] != ',')
-			start--;
-		len = (size_t)(end - start);
-		while (len > 0 && *start == ' ') {
-			start++;
-			len--;
-		}
-		while (len > 0 && start[len - 1] == ' ')
-			len--;
-		if (len == 0 || len >= sizeof(candidate))
-			return; /* garbage: keep the peer address */
-		memcpy(candidate, start, len);
-		candidate[len] = '\0';
-		if (strspn(candidate, "0123456789abcdefABCDEF.:") != len)
-			return;
-		snprintf(req->client_ip, sizeof(req->client_ip), "%s", candidate);
-		if (!is_trusted_proxy(req->app, candidate))
-			return;
-		end = start > xff ? start - 1 : xff;
-	}
-}
-
 /* Finds the route for method and path. On a miss, route_status is 404, or
  * 405 with the methods the path does accept written into allow. */
 static void match_route(struct kit_request *req, char *allow, size_t allow_size)
@@ -362,7 +278,7 @@ static void serve(void *arg, struct kit_request *req)
 	/* 1. The rest of the context. */
 	req->app = app;
 	req->service = app->name;
-	resolve_client_ip(req, req->peer);
+	kit_client_address_resolve(req, req->peer);
 	if (app->instance_id[0] != '\0') /* which of several copies answered */
 		kit_response_header(req, "X-Instance", app->instance_id);
 

@@ -10,7 +10,10 @@
  *
  * Defaults are the safe ones: a route is authenticated unless it says
  * "access": "public"; its timeout is 5 s; it uses the RATE_LIMIT_* limits
- * unless it names a policy from "rate_limit_policies".
+ * unless it names a policy from "rate_limit_policies". A policy may say
+ * what happens while Redis is down, "on_redis_failure": "open" (serve
+ * uncounted), "closed" (503) or "local" (count in this process); without
+ * it, RATE_LIMIT_ON_REDIS_ERROR decides (kit/rate_limit.h).
  *
  * Phase 3 members, both optional (a Phase 2 file has neither):
  *   "versions"  ["v1", "v2"]: "v" and digits, no repeats. A route under
@@ -223,7 +226,7 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 			  struct kit_gateway_config *config)
 {
 	static const char *const members[] = {
-		"window_seconds", "anonymous", "free", "premium", NULL,
+		"window_seconds", "anonymous", "free", "premium", "on_redis_failure", NULL,
 	};
 	const cJSON *item;
 
@@ -233,6 +236,7 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 		return fail(p, "rate_limit_policies", "must be an object");
 	cJSON_ArrayForEach(item, policies) {
 		struct kit_rate_limit_config *policy;
+		const cJSON *on_failure;
 		char field[96];
 
 		snprintf(field, sizeof(field), "rate_limit_policies.%s", item->string);
@@ -244,6 +248,7 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 		if (!cJSON_IsObject(item))
 			return fail(p, field, "must be an object");
 		policy = &config->policies[config->policy_count];
+		memset(policy, 0, sizeof(*policy));
 		if (strlen(item->string) == 0 || strlen(item->string) >= sizeof(policy->name))
 			return fail(p, field, "a name is 1-31 characters");
 		strcpy(policy->name, item->string);
@@ -253,6 +258,17 @@ static int parse_policies(struct parser *p, const cJSON *policies,
 		    read_long(p, item, "free", field, -1, 1, 100000000, &policy->free_limit) != 0 ||
 		    read_long(p, item, "premium", field, -1, 1, 100000000, &policy->premium_limit) != 0)
 			return -1;
+		policy->on_redis_failure = KIT_RATE_ON_REDIS_DEFAULT;
+		on_failure = cJSON_GetObjectItemCaseSensitive(item, "on_redis_failure");
+		if (on_failure != NULL &&
+		    !(cJSON_IsString(on_failure) &&
+		      kit_rate_on_redis_failure_parse(on_failure->valuestring,
+						      &policy->on_redis_failure))) {
+			char where[160];
+
+			snprintf(where, sizeof(where), "%s.on_redis_failure", field);
+			return fail(p, where, "must be \"open\", \"closed\" or \"local\"");
+		}
 		config->policy_count++;
 	}
 	return 0;

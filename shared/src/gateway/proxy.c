@@ -28,11 +28,17 @@
  *      variant (gateway_split.c; X-Variant on the answer)
  *   2. build the upstream URL: upstream + rewrite + the rest of the path
  *      (percent-encoded again) + the raw query
- *   3. copy the request headers but hop-by-hop ones, Host, Content-Length
- *      and anything a client must not set (X-User-*, X-Forwarded-*, trace
- *      context); add X-Forwarded-For/-Proto/-Host, X-Request-Id, for a
- *      verified caller X-User-Id/X-User-Tier, and with tracing on the
- *      uber-trace-id of a client span opened for this attempt
+ *   3. refuse (431) a request with more than MAX_REQUEST_HEADERS fields;
+ *      copy the request headers but hop-by-hop ones (and those any
+ *      Connection line names), Host, Content-Length and anything a client
+ *      must not set (X-User-*, X-Forwarded-*, trace context; names
+ *      compared without case and with '_' as '-'); add
+ *      X-Forwarded-For/-Proto/-Host, X-Request-Id, for a verified caller
+ *      X-User-Id/X-User-Tier, and with tracing on the uber-trace-id of a
+ *      client span opened for this attempt; switch off the Content-Type
+ *      and Accept libcurl would add, so the upstream gets what the client
+ *      sent. Every line goes through add_header(): a control byte is 400,
+ *      a line over KIT_PROXY_HEADER_LINE_MAX is 431, never cut short
  *   4. perform with a connect timeout and a total timeout (the route's); on
  *      a reused connection the upstream had closed, retry once, for
  *      idempotent methods only, within what is left of the same timeout
@@ -59,6 +65,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "kit/config.h"
 #include "kit/wait.h"
 #include "kit/gateway.h"
 #include "kit/metrics.h"
@@ -101,14 +108,34 @@ static struct {
 	struct kit_metric *errors;
 	struct kit_metric *connections;       /* {upstream,state}      */
 	struct kit_metric *split_requests;    /* {split,variant}       */
+	long max_request_headers;             /* MAX_REQUEST_HEADERS   */
 } proxy;
 
 /* ---- header filters ---- */
 
+/* Whether header name a is b, as many servers read names: without case,
+ * and with '_' the same as '-' (nginx with underscores_in_headers, CGI
+ * and PHP's HTTP_X_USER_ID, Python's WSGI...). A filter that compared
+ * names exactly would let "X_User_Id" through to an upstream that reads
+ * it as X-User-Id. */
+static bool name_is(const char *a, size_t a_len, const char *b)
+{
+	size_t i;
+
+	for (i = 0; i < a_len && b[i] != '\0'; i++) {
+		char x = a[i] == '_' ? '-' : (char)tolower((unsigned char)a[i]);
+		char y = b[i] == '_' ? '-' : (char)tolower((unsigned char)b[i]);
+
+		if (x != y)
+			return false;
+	}
+	return i == a_len && b[i] == '\0';
+}
+
 static bool in_list(const char *name, const char *const *list)
 {
 	for (size_t i = 0; list[i] != NULL; i++) {
-		if (strcasecmp(name, list[i]) == 0)
+		if (name_is(name, strlen(name), list[i]))
 			return true;
 	}
 	return false;
@@ -117,14 +144,13 @@ static bool in_list(const char *name, const char *const *list)
 /* True when name is one of the comma-separated tokens of connection. */
 static bool named_by_connection(const char *name, const char *connection)
 {
-	size_t len = strlen(name);
 	const char *p = connection;
 
 	while (p != NULL && *p != '\0') {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
 		size_t token = strcspn(p, ", \t");
-		if (token == len && strncasecmp(p, name, len) == 0)
+		if (token > 0 && name_is(p, token, name))
 			return true;
 		p += token;
 	}
@@ -151,7 +177,7 @@ bool kit_proxy_drop_request_header(const char *name, const char *connection)
 
 	/* X-User-* is the gateway's to say, all of it: a client's
 	 * X-User-Role must not reach a service that one day reads it. */
-	return strncasecmp(name, "X-User-", 7) == 0 ||
+	return (strlen(name) >= 7 && name_is(name, 7, "X-User-")) ||
 	       in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
 	       named_by_connection(name, connection);
 }
@@ -164,6 +190,31 @@ bool kit_proxy_drop_response_header(const char *name, const char *connection)
 
 	return in_list(name, hop_by_hop) || in_list(name, set_by_gateway) ||
 	       named_by_connection(name, connection);
+}
+
+/* Appends ", value" (or value, first) to *joined, a malloc'd list: every
+ * Connection line of a message is one token list (RFC 9110 5.3), and a
+ * filter that read only the first would forward what a second one names.
+ * Returns false when out of memory (*joined is then freed and NULL). */
+static bool join_list(char **joined, size_t *used, const char *value)
+{
+	size_t len = strlen(value);
+	char *longer = realloc(*joined, *used + len + 3);
+
+	if (longer == NULL) {
+		free(*joined);
+		*joined = NULL;
+		return false;
+	}
+	if (*used > 0) {
+		memcpy(longer + *used, ", ", 2);
+		*used += 2;
+	}
+	memcpy(longer + *used, value, len);
+	*used += len;
+	longer[*used] = '\0';
+	*joined = longer;
+	return true;
 }
 
 /* ---- the per-thread handle and its socket accounting ---- */
@@ -351,50 +402,141 @@ static bool append_encoded_path(char *url, size_t size, const char *s)
 	return true;
 }
 
-static struct curl_slist *add_header(struct curl_slist *list, const char *name,
-				     const char *value)
-{
-	char line[1024];
-	struct curl_slist *longer;
+/* Why a header could not go upstream (upstream_headers). */
+enum header_refusal {
+	HEADER_OK = 0,
+	HEADER_TOO_LONG,     /* over KIT_PROXY_HEADER_LINE_MAX: 431           */
+	HEADER_CONTROL_BYTE, /* a control byte (not HTAB) in name or value: 400 */
+	HEADER_NO_MEMORY,    /* 500                                            */
+};
 
-	snprintf(line, sizeof(line), "%s: %s", name, value);
-	longer = curl_slist_append(list, line);
-	return longer != NULL ? longer : list;
+/* The one place an upstream header line is made: "name: value" appended
+ * to *list. Every line goes through it, the client's and the gateway's own
+ * alike, so no value - a token's sub, a client's Host - can end a line
+ * early and start another (CR LF), and nothing is cut short: a line over
+ * KIT_PROXY_HEADER_LINE_MAX is refused whole, never truncated. */
+static enum header_refusal add_header(struct curl_slist **list, const char *name,
+				      const char *value)
+{
+	size_t name_len = strlen(name), value_len = strlen(value);
+	struct curl_slist *longer;
+	char *line;
+
+	for (const char *p = name; *p != '\0'; p++) {
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f || *p == ':')
+			return HEADER_CONTROL_BYTE;
+	}
+	for (const char *p = value; *p != '\0'; p++) {
+		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return HEADER_CONTROL_BYTE;
+	}
+	if (name_len + 2 + value_len > KIT_PROXY_HEADER_LINE_MAX)
+		return HEADER_TOO_LONG;
+	/* On the heap, not the stack: a coroutine's stack is small. */
+	line = malloc(name_len + 2 + value_len + 1);
+	if (line == NULL)
+		return HEADER_NO_MEMORY;
+	memcpy(line, name, name_len);
+	memcpy(line + name_len, ": ", 2);
+	memcpy(line + name_len + 2, value, value_len + 1);
+	longer = curl_slist_append(*list, line); /* copies it */
+	free(line);
+	if (longer == NULL)
+		return HEADER_NO_MEMORY;
+	*list = longer;
+	return HEADER_OK;
 }
 
-/* The headers to send upstream; trace_header is the client span's
- * uber-trace-id value ("" when tracing is off). The caller frees the list
- * with curl_slist_free_all(). */
-static struct curl_slist *upstream_headers(struct kit_request *req,
-					   const char *trace_header)
+/* Answers for a header add_header() refused. */
+static int header_problem(struct kit_request *req, enum header_refusal refusal,
+			  const char *name)
 {
-	const char *connection = kit_request_header(req, "Connection");
+	switch (refusal) {
+	case HEADER_TOO_LONG:
+		return kit_problem(req, 431, "the header %.64s is longer than %d bytes",
+				   name, KIT_PROXY_HEADER_LINE_MAX);
+	case HEADER_CONTROL_BYTE:
+		return kit_problem(req, 400, "the header %.64s has a control character", name);
+	default:
+		return kit_problem(req, 500, "out of memory building the upstream request");
+	}
+}
+
+/* The headers to send upstream into *out; trace_header is the client
+ * span's uber-trace-id value ("" when tracing is off). Returns KIT_NEXT,
+ * the caller then frees *out with curl_slist_free_all(); or answers (431,
+ * 400, 500) and returns that status, with nothing to free. */
+static int upstream_headers(struct kit_request *req, const char *trace_header,
+			    struct curl_slist **out)
+{
 	const char *host = kit_request_header(req, "Host");
 	struct curl_slist *list = NULL;
+	char *connection = NULL;
+	size_t connection_len = 0;
 	int count = kit_request_header_count(req);
+	bool has_content_type = false, has_accept = false;
+	enum header_refusal refusal = HEADER_OK;
+	const char *refused = "";
 
+	/* 1. Every Connection line, as one list. */
 	for (int i = 0; i < count; i++) {
 		const char *name, *value;
 
 		kit_request_header_at(req, i, &name, &value);
-		if (!kit_proxy_drop_request_header(name, connection))
-			list = add_header(list, name, value);
+		if (strcasecmp(name, "Connection") == 0 &&
+		    !join_list(&connection, &connection_len, value))
+			return kit_problem(req, 500, "out of memory building the upstream request");
 	}
-	/* The client as the gateway sees it: req->client_ip is the socket peer,
-	 * or (behind a trusted proxy) the address that proxy reported. */
-	list = add_header(list, "X-Forwarded-For", req->client_ip);
-	list = add_header(list, "X-Forwarded-Proto", "http");
-	if (host != NULL)
-		list = add_header(list, "X-Forwarded-Host", host);
-	list = add_header(list, "X-Request-Id", req->request_id);
-	if (req->user.authenticated) {
-		list = add_header(list, "X-User-Id", req->user.subject);
-		list = add_header(list, "X-User-Tier", req->user.tier);
+
+	/* 2. The client's headers the filter keeps, as sent. */
+	for (int i = 0; i < count && refusal == HEADER_OK; i++) {
+		const char *name, *value;
+
+		kit_request_header_at(req, i, &name, &value);
+		if (kit_proxy_drop_request_header(name, connection))
+			continue;
+		if (strcasecmp(name, "Content-Type") == 0)
+			has_content_type = true;
+		if (strcasecmp(name, "Accept") == 0)
+			has_accept = true;
+		refusal = add_header(&list, name, value);
+		refused = name;
 	}
-	if (trace_header[0] != '\0')
-		list = add_header(list, "uber-trace-id", trace_header);
-	list = add_header(list, "Expect", ""); /* no 100-continue round trip */
-	return list;
+	free(connection);
+
+	/* 3. The gateway's own. The client as the gateway sees it:
+	 * req->client_ip is the socket peer, or (behind a trusted proxy) the
+	 * address that proxy reported (client_address.c). */
+	const struct { const char *name, *value; bool send; } own[] = {
+		{ "X-Forwarded-For", req->client_ip, true },
+		{ "X-Forwarded-Proto", "http", true },
+		{ "X-Forwarded-Host", host != NULL ? host : "", host != NULL },
+		{ "X-Request-Id", req->request_id, true },
+		{ "X-User-Id", req->user.subject, req->user.authenticated },
+		{ "X-User-Tier", req->user.tier, req->user.authenticated },
+		{ "uber-trace-id", trace_header, trace_header[0] != '\0' },
+		/* An empty value removes a header libcurl would add by itself,
+		 * so the upstream gets what the client sent and nothing more:
+		 * no 100-continue round trip, and no Content-Type
+		 * (x-www-form-urlencoded on every POST) or Accept (* / *) the
+		 * client did not send. */
+		{ "Expect", "", true },
+		{ "Content-Type", "", !has_content_type },
+		{ "Accept", "", !has_accept },
+	};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]) && refusal == HEADER_OK; i++) {
+		if (!own[i].send)
+			continue;
+		refusal = add_header(&list, own[i].name, own[i].value);
+		refused = own[i].name;
+	}
+
+	if (refusal != HEADER_OK) {
+		curl_slist_free_all(list);
+		return header_problem(req, refusal, refused);
+	}
+	*out = list;
+	return KIT_NEXT;
 }
 
 static bool is_idempotent(const char *method)
@@ -449,11 +591,14 @@ static void prepare(CURL *curl, struct attempt *attempt, struct kit_request *req
 }
 
 /* Copies the upstream's headers to the response, but those the filter
- * drops; returns the Content-Type (pointing into exchange->headers) or
- * NULL. The raw lines are split in place into name and value. */
+ * drops (and those every Connection line names); returns the Content-Type
+ * (pointing into exchange->headers) or NULL. The raw lines are split in
+ * place into name and value. */
 static const char *pass_headers(struct kit_request *req, struct exchange *exchange)
 {
-	const char *content_type = NULL, *connection = NULL;
+	const char *content_type = NULL;
+	char *connection = NULL;
+	size_t connection_len = 0;
 	char *names[KIT_MAX_PROXIED_HEADERS], *values[KIT_MAX_PROXIED_HEADERS];
 	int count = 0;
 	char *line = exchange->headers;
@@ -475,8 +620,9 @@ static const char *pass_headers(struct kit_request *req, struct exchange *exchan
 				value++;
 			names[count] = line;
 			values[count] = value;
-			if (strcasecmp(line, "Connection") == 0)
-				connection = value;
+			if (strcasecmp(line, "Connection") == 0 &&
+			    !join_list(&connection, &connection_len, value))
+				return NULL; /* out of memory: no header passed */
 			count++;
 		}
 		line = next;
@@ -488,6 +634,7 @@ static const char *pass_headers(struct kit_request *req, struct exchange *exchan
 		else if (!kit_proxy_drop_response_header(names[i], connection))
 			kit_response_header(req, names[i], values[i]);
 	}
+	free(connection);
 	return content_type;
 }
 
@@ -588,7 +735,14 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	snprintf(operation, sizeof(operation), "%s %s/...", req->method, route->rewrite);
 
 	/* 3. The body (size-limited); the headers are built per attempt,
-	 *    since each attempt has a span (and a trace header) of its own. */
+	 *    since each attempt has a span (and a trace header) of its own.
+	 *    A client's headers are counted first: with too many, the ones
+	 *    the gateway adds (X-User-Id among them) would be past what the
+	 *    upstream reads (civetweb: 64), and a service would answer 401
+	 *    for a request the gateway had authenticated. */
+	if (kit_request_header_count(req) > proxy.max_request_headers)
+		return kit_problem(req, 431, "the request has %d header fields; the gateway passes on at most %ld",
+				   kit_request_header_count(req), proxy.max_request_headers);
 	result = kit_request_body(req);
 	if (result != KIT_NEXT)
 		return result;
@@ -611,7 +765,15 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 			kit_span_tag_string(span, "split", route->split->name);
 			kit_span_tag_string(span, "split.variant", variant->name);
 		}
-		headers = upstream_headers(req, trace_header);
+		headers = NULL;
+		result = upstream_headers(req, trace_header, &headers);
+		if (result != KIT_NEXT) {
+			/* Refused before anything was sent (431, 400). */
+			kit_trace_client_finish(span, 0);
+			handle_put(thread, curl);
+			atomic_fetch_sub(&upstream->pool.in_use, 1);
+			return result;
+		}
 		exchange.body_len = 0;
 		exchange.headers_len = 0;
 		exchange.too_large = false;
@@ -765,6 +927,13 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 		return; /* kit_gateway_config_load has already failed start-up */
 	if (curl_global_init(CURL_GLOBAL_NOTHING) != CURLE_OK) {
 		kit_app_fail(app, "curl_global_init failed");
+		return;
+	}
+	/* Room for the gateway's own: the upstream (civetweb) reads 64. */
+	if (kit_env_long("MAX_REQUEST_HEADERS", 48, 1, KIT_PROXY_MAX_REQUEST_HEADERS,
+			 &proxy.max_request_headers) != 0) {
+		kit_app_fail(app, "MAX_REQUEST_HEADERS: at most %d, so that the %d the gateway adds still fit in an upstream's 64",
+			     KIT_PROXY_MAX_REQUEST_HEADERS, KIT_PROXY_OWN_HEADERS);
 		return;
 	}
 	proxy.config = config;

@@ -10,11 +10,17 @@
  * Reads:    X-User-Id, X-User-Tier; the route's access.
  * Writes:   req->user, the same field auth_jwt fills in the monolith, so
  *           handlers never know which phase they run in. A
- *           KIT_AUTHENTICATED route without X-User-Id answers 401.
+ *           KIT_AUTHENTICATED route without a usable X-User-Id answers 401.
+ *
+ * The headers are held to the rules a token's claims are (kit/jwt.h): the
+ * id a valid username, the tier a known one (absent: free). The gateway
+ * never sends anything else, so anything else did not come from it, and
+ * is no identity at all rather than a guess.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "kit/jwt.h"
 #include "kit/middleware.h"
 #include "kit/request.h"
 #include "kit/response.h"
@@ -24,11 +30,11 @@ static int identity_headers_handle(struct kit_request *req, void *state)
 	const char *user = kit_request_header(req, "X-User-Id");
 	const char *tier = kit_request_header(req, "X-User-Tier");
 
-	if (user != NULL && user[0] != '\0' && strlen(user) <= KIT_SUBJECT_MAX) {
+	if (user != NULL && kit_username_is_valid(user, strlen(user)) &&
+	    (tier == NULL || kit_tier_is_known(tier))) {
 		req->user.authenticated = true;
 		snprintf(req->user.subject, sizeof(req->user.subject), "%s", user);
-		snprintf(req->user.tier, sizeof(req->user.tier), "%s",
-			 tier != NULL && strcmp(tier, "premium") == 0 ? "premium" : "free");
+		snprintf(req->user.tier, sizeof(req->user.tier), "%s", tier != NULL ? tier : "free");
 	}
 	if (req->route_pattern != NULL && req->access == KIT_AUTHENTICATED &&
 	    !req->user.authenticated)

@@ -12,7 +12,12 @@
  *   3. the signature (jwt_decode with the pinned key)
  *   4. claims, read from the payload with cJSON: exp required, nbf
  *      honoured, both with leeway; iss and aud when configured; sub
- *      required
+ *      required and a valid username, tier absent (free) or a known one:
+ *      a signed token is still refused when its claims could not be
+ *      passed on safely (a sub with CR LF would be a header of its own)
+ *
+ * The username rule itself (kit_username_is_valid) lives here too, once,
+ * for the users service, the token and the identity headers alike.
  *
  * The configuration is read once at start-up; verify and issue only read
  * it, so they are safe from any thread.
@@ -114,6 +119,7 @@ const char *kit_jwt_error_text(enum kit_jwt_error error)
 	case KIT_JWT_MISSING_CLAIM: return "the token lacks a required claim (exp, sub)";
 	case KIT_JWT_BAD_ISSUER: return "the token's issuer is not accepted";
 	case KIT_JWT_BAD_AUDIENCE: return "the token is not meant for this audience";
+	case KIT_JWT_BAD_CLAIM: return "the token's sub is not a valid username or its tier is unknown";
 	}
 	return "invalid token";
 }
@@ -162,6 +168,12 @@ static cJSON *decode_json_part(const char *part, size_t len)
 
 	if (text == NULL)
 		return NULL;
+	/* cJSON turns the escape \u0000 into a NUL inside a C string, so a
+	 * sub "alice\u0000x" would read as "alice": refuse the escape. */
+	if (strstr(text, "\\u0000") != NULL) {
+		free(text);
+		return NULL;
+	}
 	json = cJSON_Parse(text);
 	free(text);
 	if (json != NULL && !cJSON_IsObject(json)) {
@@ -212,17 +224,41 @@ static enum kit_jwt_error check_claims(const struct kit_jwt_config *cfg,
 	if (cfg->audience[0] != '\0' &&
 	    !audience_matches(cJSON_GetObjectItemCaseSensitive(claims, "aud"), cfg->audience))
 		return KIT_JWT_BAD_AUDIENCE;
-	if (!cJSON_IsString(sub) || sub->valuestring[0] == '\0' ||
-	    strlen(sub->valuestring) > KIT_SUBJECT_MAX)
+	if (!cJSON_IsString(sub) || sub->valuestring[0] == '\0')
 		return KIT_JWT_MISSING_CLAIM;
+	if (!kit_username_is_valid(sub->valuestring, strlen(sub->valuestring)))
+		return KIT_JWT_BAD_CLAIM;
+	if (tier != NULL && !(cJSON_IsString(tier) && kit_tier_is_known(tier->valuestring)))
+		return KIT_JWT_BAD_CLAIM;
 
 	identity->authenticated = true;
 	identity->expires_at = exp->valuedouble;
 	identity->not_before = nbf != NULL ? nbf->valuedouble : 0;
-	strcpy(identity->subject, sub->valuestring);
-	strcpy(identity->tier,
-	       cJSON_IsString(tier) && strcmp(tier->valuestring, "premium") == 0 ? "premium" : "free");
+	snprintf(identity->subject, sizeof(identity->subject), "%s", sub->valuestring);
+	snprintf(identity->tier, sizeof(identity->tier), "%s",
+		 tier != NULL ? tier->valuestring : "free");
 	return KIT_JWT_OK;
+}
+
+bool kit_username_is_valid(const char *name, size_t len)
+{
+	if (len < KIT_USERNAME_MIN || len > KIT_USERNAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+			continue;
+		if (i > 0 && (c == '_' || c == '.' || c == '-'))
+			continue;
+		return false;
+	}
+	return true;
+}
+
+bool kit_tier_is_known(const char *tier)
+{
+	return strcmp(tier, "free") == 0 || strcmp(tier, "premium") == 0;
 }
 
 bool kit_jwt_still_valid(const struct kit_jwt_config *cfg,
@@ -298,6 +334,9 @@ char *kit_jwt_issue(const struct kit_jwt_config *cfg, const char *subject,
 	jwt_t *jwt = NULL;
 	char *token = NULL;
 
+	/* Never sign what kit_jwt_verify() would refuse. */
+	if (!kit_username_is_valid(subject, strlen(subject)) || !kit_tier_is_known(tier))
+		return NULL;
 	if (jwt_new(&jwt) != 0)
 		return NULL;
 	if (jwt_add_grant(jwt, "sub", subject) != 0 ||

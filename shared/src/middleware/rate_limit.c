@@ -24,6 +24,7 @@
 
 int kit_rate_limit_config_from_env(struct kit_rate_limit_config *cfg)
 {
+	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->name, sizeof(cfg->name), "default");
 	if (kit_env_long("RATE_LIMIT_WINDOW_SECONDS", 60, 1, 86400, &cfg->window_seconds) != 0 ||
 	    kit_env_long("RATE_LIMIT_ANONYMOUS", 30, 1, 100000000, &cfg->anonymous_limit) != 0 ||
@@ -31,6 +32,37 @@ int kit_rate_limit_config_from_env(struct kit_rate_limit_config *cfg)
 	    kit_env_long("RATE_LIMIT_PREMIUM", 600, 1, 100000000, &cfg->premium_limit) != 0)
 		return -1;
 	return 0;
+}
+
+bool kit_rate_on_redis_failure_parse(const char *text, enum kit_rate_on_redis_failure *out)
+{
+	static const struct {
+		const char *name;
+		enum kit_rate_on_redis_failure value;
+	} names[] = {
+		{ "open", KIT_RATE_ON_REDIS_OPEN },
+		{ "closed", KIT_RATE_ON_REDIS_CLOSED },
+		{ "local", KIT_RATE_ON_REDIS_LOCAL },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(text, names[i].name) == 0) {
+			*out = names[i].value;
+			return true;
+		}
+	}
+	return false;
+}
+
+const char *kit_rate_on_redis_failure_name(enum kit_rate_on_redis_failure value)
+{
+	switch (value) {
+	case KIT_RATE_ON_REDIS_OPEN: return "open";
+	case KIT_RATE_ON_REDIS_CLOSED: return "closed";
+	case KIT_RATE_ON_REDIS_LOCAL: return "local";
+	case KIT_RATE_ON_REDIS_DEFAULT: break;
+	}
+	return "default";
 }
 
 time_t kit_rate_window_start(long window_seconds, time_t now)

@@ -8,12 +8,32 @@
  * balancer admit the limit once, not three times.
  * Reads:    req->user, req->client_ip, the route's access and policy
  *           (gateway.json "rate_limit", else the RATE_LIMIT_* defaults).
- * Writes:   the rate-limit headers; 429 when over; when Redis is down,
- *           X-RateLimit-Status: redis-unavailable (fail open) or 503
- *           (fail closed).
+ * Writes:   the rate-limit headers; 429 when over; while Redis is down,
+ *           what the route's policy says (below).
  * Config:   REDIS_URL, REDIS_RATE_LIMIT_TIMEOUT_MS (50: connect and
- *           command), RATE_LIMIT_ON_REDIS_ERROR (open|closed, default open),
- *           RATE_LIMIT_* defaults.
+ *           command), RATE_LIMIT_ON_REDIS_ERROR (open|closed|local, default
+ *           open: for the RATE_LIMIT_* defaults and for a policy that does
+ *           not say), RATE_LIMIT_* defaults.
+ *
+ * While Redis cannot be reached, each policy does what its
+ * "on_redis_failure" says (gateway.json; kit/rate_limit.h):
+ *   open    serve uncounted: X-RateLimit-Status: redis-unavailable.
+ *           Availability first; right for reading a link.
+ *   closed  answer 503 (Retry-After: 1). For a route where an unlimited
+ *           burst is worse than an outage.
+ *   local   count in this process instead, with the same policy and
+ *           window: Phase 1's counter (kit_rate_memory_hit(),
+ *           rate_limit_memory.c), answers as usual (429 over the limit)
+ *           plus X-RateLimit-Status: local. Behind N gateways a caller
+ *           gets up to N times the limit for the length of the outage,
+ *           not unlimited; nobody is locked out. Right for logins: a
+ *           password guesser must not get a free run because Redis
+ *           restarted, and users must still log in. The local counts are
+ *           not carried into Redis; when Redis is back the shared count
+ *           simply resumes where Redis had it.
+ * Every outcome is counted: gateway_rate_limit_decisions_total{policy,
+ * decision="allowed"|"limited"|"open"|"closed"|"local_allowed"|
+ * "local_limited"}, and gateway_rate_limit_redis_errors_total.
  *
  * One round trip per request, atomic: EVALSHA of a two-line Lua script
  * (INCR the window's key; on the first hit give it a TTL), so concurrent
@@ -60,7 +80,8 @@ struct redis_limiter {
 	struct kit_rate_limit_config defaults; /* RATE_LIMIT_*                 */
 	struct kit_store_config redis;         /* REDIS_URL (host, port, db)  */
 	long timeout_ms;                       /* REDIS_RATE_LIMIT_TIMEOUT_MS */
-	bool fail_open;                        /* RATE_LIMIT_ON_REDIS_ERROR   */
+	enum kit_rate_on_redis_failure on_failure; /* RATE_LIMIT_ON_REDIS_ERROR */
+	struct kit_rate_memory *local;         /* "local": counts during an outage */
 	char script_sha[41];
 	int thread_slot;
 	atomic_ullong skip_until_ns;           /* back-off, shared by threads */
@@ -148,7 +169,7 @@ static bool redis_health(struct kit_request *req, void *arg, cJSON *check)
 	bool ok = reply != NULL && reply->type == REDIS_REPLY_STATUS;
 
 	freeReplyObject(reply);
-	cJSON_AddStringToObject(check, "on_error", limiter->fail_open ? "open" : "closed");
+	cJSON_AddStringToObject(check, "on_error", kit_rate_on_redis_failure_name(limiter->on_failure));
 	if (!ok)
 		cJSON_AddStringToObject(check, "detail", reply == NULL ? "cannot reach Redis"
 									: "PING failed");
@@ -168,11 +189,16 @@ static int rate_limit_redis_init(struct kit_app *app, void **state)
 	    kit_store_config_from_env(&limiter->redis) != 0 ||
 	    kit_env_long("REDIS_RATE_LIMIT_TIMEOUT_MS", 50, 1, 10000, &limiter->timeout_ms) != 0)
 		return -1;
-	if (strcmp(mode, "open") != 0 && strcmp(mode, "closed") != 0) {
-		fprintf(stderr, "RATE_LIMIT_ON_REDIS_ERROR: \"%s\" is not open or closed\n", mode);
+	if (!kit_rate_on_redis_failure_parse(mode, &limiter->on_failure)) {
+		fprintf(stderr, "RATE_LIMIT_ON_REDIS_ERROR: \"%s\" is not open, closed or local\n", mode);
 		return -1;
 	}
-	limiter->fail_open = strcmp(mode, "open") == 0;
+	/* Any policy of the route file may say "local", and the file is read
+	 * after the chain is built, so the counter is always there. Its
+	 * table is allocated, not touched: it costs memory only once used. */
+	limiter->local = kit_rate_memory_new();
+	if (limiter->local == NULL)
+		return -1;
 
 	SHA1((const unsigned char *)count_script, strlen(count_script), digest);
 	for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
@@ -181,17 +207,55 @@ static int rate_limit_redis_init(struct kit_app *app, void **state)
 	limiter->thread_slot = kit_app_thread_resource(app, pipe_create,
 						       pipe_destroy, limiter);
 	limiter->decisions = kit_metric_register(KIT_COUNTER, "gateway_rate_limit_decisions_total",
-		"Rate-limit decisions: allowed, limited, or skipped because Redis was unreachable.",
+		"Rate-limit decisions: allowed or limited by the count in Redis; with Redis "
+		"unreachable, open (served uncounted), closed (503), local_allowed or "
+		"local_limited (counted in this process).",
 		(const char *const[]){ "policy", "decision", NULL }, NULL, 0);
 	limiter->errors = kit_metric_register(KIT_COUNTER, "gateway_rate_limit_redis_errors_total",
 		"Failed Redis calls of the rate limiter.", NULL, NULL, 0);
-	/* Failing closed, a Redis outage stops this instance: take it out of
-	 * the load balancer. Failing open, it only degrades it. */
-	if (limiter->fail_open)
-		kit_app_health_report(app, "redis", redis_health, limiter);
-	else
+	/* With the defaults failing closed, a Redis outage stops most of this
+	 * instance: the detailed health says "unhealthy" (503). Otherwise it
+	 * only degrades it. */
+	if (limiter->on_failure == KIT_RATE_ON_REDIS_CLOSED)
 		kit_app_health_check(app, "redis", redis_health, limiter);
+	else
+		kit_app_health_report(app, "redis", redis_health, limiter);
 	return limiter->thread_slot >= 0 ? 0 : -1;
+}
+
+/* Redis cannot be reached: what the route's policy says (see the top). */
+static int without_redis(struct redis_limiter *limiter, struct kit_request *req,
+			 const struct kit_rate_limit_config *config, const char *who,
+			 long limit, const char *tier_policy, time_t now)
+{
+	enum kit_rate_on_redis_failure on_failure =
+		config->on_redis_failure != KIT_RATE_ON_REDIS_DEFAULT ? config->on_redis_failure
+								      : limiter->on_failure;
+	struct kit_rate_decision decision;
+	char key[192];
+
+	switch (on_failure) {
+	case KIT_RATE_ON_REDIS_CLOSED:
+		kit_metric_add(limiter->decisions, (const char *const[]){ config->name, "closed" }, 1);
+		kit_response_header(req, "Retry-After", "1");
+		return kit_problem(req, 503, "the rate limiter cannot reach Redis; try again shortly");
+	case KIT_RATE_ON_REDIS_LOCAL:
+		/* The key of rate_limit_memory.c: per policy, per caller. */
+		snprintf(key, sizeof(key), "%s:%s", config->name, who);
+		decision = kit_rate_memory_hit(limiter->local, key, limit,
+					       config->window_seconds, now);
+		kit_metric_add(limiter->decisions,
+			       (const char *const[]){ config->name,
+						      decision.allowed ? "local_allowed" : "local_limited" }, 1);
+		kit_response_header(req, "X-RateLimit-Status", "local");
+		return kit_rate_limit_apply(req, tier_policy, config->window_seconds, &decision);
+	case KIT_RATE_ON_REDIS_OPEN:
+	case KIT_RATE_ON_REDIS_DEFAULT: /* not reached: the setting is never DEFAULT */
+		break;
+	}
+	kit_metric_add(limiter->decisions, (const char *const[]){ config->name, "open" }, 1);
+	kit_response_header(req, "X-RateLimit-Status", "redis-unavailable");
+	return KIT_NEXT;
 }
 
 static int rate_limit_redis_handle(struct kit_request *req, void *state)
@@ -223,14 +287,8 @@ static int rate_limit_redis_handle(struct kit_request *req, void *state)
 				     now_ns + (uint64_t)REDIS_BACKOFF_MS * 1000000u);
 		}
 	}
-	if (count < 0) {
-		kit_metric_add(limiter->decisions,
-			       (const char *const[]){ config->name, "skipped" }, 1);
-		if (!limiter->fail_open)
-			return kit_problem(req, 503, "the rate limiter cannot reach Redis; try again shortly");
-		kit_response_header(req, "X-RateLimit-Status", "redis-unavailable");
-		return KIT_NEXT;
-	}
+	if (count < 0)
+		return without_redis(limiter, req, config, who, limit, tier_policy, now);
 
 	decision = kit_rate_decide((long)count, limit, config->window_seconds, window_start, now);
 	kit_metric_add(limiter->decisions,
@@ -240,6 +298,10 @@ static int rate_limit_redis_handle(struct kit_request *req, void *state)
 
 static void rate_limit_redis_destroy(void *state)
 {
+	struct redis_limiter *limiter = state;
+
+	if (limiter != NULL)
+		kit_rate_memory_free(limiter->local);
 	free(state);
 }
 
