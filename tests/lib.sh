@@ -407,24 +407,86 @@ port_in_use() {
 	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
 
-# free_port: prints a TCP port nobody listens on. The kernel picks it (bind
-# to port 0) when python3 is there; otherwise a random one that ss shows
-# free. Either way another process could take it before we do: the start_*
-# helpers notice, because the server then fails to start.
-free_port() {
-	local port
-	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' &&
-			return 0
+# Ports. Suites run side by side (tests/run.sh), so "a port the kernel
+# says is free" is not enough: two scripts could be handed the same one
+# between the check and the bind, and any outgoing connection may take a
+# port from the kernel's ephemeral range at any time. So every script takes
+# its ports from a block of PORT_BLOCK_SIZE that is its own: below that
+# range (no outgoing connection ever gets one), claimed with an flock(1) on
+# a lock file under PORT_LOCK_DIR that this shell holds until it exits (and
+# the servers it started, which inherit the descriptor, until they do), so
+# no other script, of this run or of anyone else's, can claim it. Inside
+# the block, free_port hands the ports out in turn, skipping any that
+# something else listens on. The next one to hand out is kept in a file,
+# since free_port runs in $(...), a subshell.
+PORT_BLOCK_SIZE=100
+PORT_LOCK_DIR=${PORT_LOCK_DIR:-/tmp/kit-test-ports}
+PORT_BLOCK_START=""
+PORT_NEXT_FILE="$TEST_DIR/.next-port"
+
+# _claim_port_block: sets PORT_BLOCK_START to the first port of a block no
+# other script holds, and keeps its lock open on a descriptor of this
+# shell. Returns 1 when none is free (free_port then says so).
+_claim_port_block() {
+	local range low high first count block start lock
+	range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || range="32768 60999"
+	read -r low high <<<"$range"
+	# Below the ephemeral range from 20000 (clear of the usual service
+	# ports: 6379, 8000-8085, 16686...), or above it when that is too
+	# narrow.
+	first=20000
+	count=$(((low - first) / PORT_BLOCK_SIZE))
+	if [ "$count" -lt 10 ]; then
+		first=$((high + 1))
+		count=$(((65536 - first) / PORT_BLOCK_SIZE))
 	fi
-	for _ in $(seq 1 100); do
-		port=$((20000 + RANDOM % 30000))
+	[ "$count" -gt 0 ] || return 1
+	mkdir -p "$PORT_LOCK_DIR" 2>/dev/null || return 1
+	# Start at a random block, so that scripts starting together rarely
+	# try the same locks.
+	block=$((RANDOM % count))
+	for _ in $(seq 1 "$count"); do
+		start=$((first + block * PORT_BLOCK_SIZE))
+		lock="$PORT_LOCK_DIR/$start.lock"
+		if exec {PORT_LOCK_FD}>>"$lock" 2>/dev/null; then
+			if flock -n "$PORT_LOCK_FD"; then
+				PORT_BLOCK_START=$start
+				echo 0 >"$PORT_NEXT_FILE"
+				return 0
+			fi
+			exec {PORT_LOCK_FD}>&-
+		fi
+		block=$(((block + 1) % count))
+	done
+	return 1
+}
+if ! command -v flock >/dev/null 2>&1 || ! _claim_port_block; then
+	echo "# no block of test ports could be claimed under $PORT_LOCK_DIR;" \
+		"free_port falls back to ports the kernel picks" >&2
+fi
+
+# free_port: prints a TCP port for a server of this script: the next one
+# of its block that nobody listens on. Without a block (see above), a port
+# the kernel picks (bind to port 0), which another process could take
+# before the server binds it: then the server fails to start, and the
+# start_* helper says so.
+free_port() {
+	local next port
+	if [ -z "$PORT_BLOCK_START" ]; then
+		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+		return
+	fi
+	next=$(cat "$PORT_NEXT_FILE")
+	while [ "$next" -lt "$PORT_BLOCK_SIZE" ]; do
+		port=$((PORT_BLOCK_START + next))
+		next=$((next + 1))
 		if ! port_in_use "$port"; then
+			echo "$next" >"$PORT_NEXT_FILE"
 			echo "$port"
 			return 0
 		fi
 	done
-	echo "free_port: no free port found" >&2
+	echo "free_port: all $PORT_BLOCK_SIZE ports from $PORT_BLOCK_START are taken" >&2
 	return 1
 }
 
@@ -556,10 +618,11 @@ _forget_pid() {
 # stop_pids PID...: stops several processes at once: SIGTERM (and SIGCONT,
 # in case a test left one stopped with SIGSTOP) to all of them, then one
 # poll until all are gone, SIGKILL for those that take longer than the poll
-# bound. civetweb 1.15 can take up to 2 s to stop (its master thread polls),
-# so stopping six servers one after the other would cost 12 s; together
-# they cost 2. Each exit status goes to STOPPED_STATUSES[PID] (143 or 137
-# when a signal ended it). Pids this library did not start are ignored.
+# bound. A server finishes the requests it has in flight before it exits
+# (up to 5 s; the url-shortener then delivers its queued clicks), so
+# stopping several one after the other could add up; together they cost
+# the slowest one. Each exit status goes to STOPPED_STATUSES[PID] (143 or
+# 137 when a signal ended it). Pids this library did not start are ignored.
 declare -A STOPPED_STATUSES=()
 stop_pids() {
 	local pid ours=() any_alive
