@@ -125,6 +125,11 @@ GATEWAY_ENV=(
 	URL_SHORTENER_URL="http://127.0.0.1:$URL_SHORTENER_PORT"
 	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT"
 	REDIS_URL="redis://127.0.0.1:$LIMITS_REDIS_PORT/0"
+	# The limiter gives Redis 50 ms by default; a busy machine (tests run
+	# side by side) can be slower, and the sections that count exactly
+	# would then see fail-open 200s, fail-closed 503s and the limiter's
+	# 1 s back-off. A stopped Redis still fails at once (refused).
+	REDIS_RATE_LIMIT_TIMEOUT_MS=3000
 	JWT_SECRET="$SECRET"
 	WORKER_THREADS="$WORKER_THREADS"
 	RATE_LIMIT_WINDOW_SECONDS=60
