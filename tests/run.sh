@@ -232,14 +232,18 @@ declare -A RUNNING=()   # pid of a running job -> job index
 declare -A LAST_TIME=() # suite name -> seconds it took last time
 JOB_START_US=()         # job index -> when it started ($EPOCHREALTIME, us)
 
+# load_times: LAST_TIME from the last runs (build/test-times.tsv).
+load_times() {
+	local name seconds
+	[ -r "$TIMES_FILE" ] || return 0
+	while IFS=$'\t' read -r name seconds; do
+		[ -n "$name" ] && LAST_TIME[$name]=$seconds
+	done <"$TIMES_FILE"
+}
+
 # start_order: the job indices, longest first (see the top of the file).
 start_order() {
-	local i name
-	if [ -r "$TIMES_FILE" ]; then
-		while IFS=$'\t' read -r name seconds; do
-			[ -n "$name" ] && LAST_TIME[$name]=$seconds
-		done <"$TIMES_FILE"
-	fi
+	local i
 	for i in "${!JOB_NAMES[@]}"; do
 		# Never timed: first, in the order listed (sort -s keeps it).
 		printf '%s\t%s\n' "${LAST_TIME[${JOB_NAMES[$i]}]:-999999}" "$i"
@@ -307,6 +311,7 @@ trap 'echo "# terminated" >&2; exit 143' TERM
 # run_jobs: TEST_JOBS at a time, longest first, until the queue is done.
 run_jobs() {
 	local order=() next=0 pid i
+	load_times
 	mapfile -t order < <(start_order)
 	while [ "$next" -lt "${#order[@]}" ] || [ "${#RUNNING[@]}" -gt 0 ]; do
 		while [ "$next" -lt "${#order[@]}" ] && [ "${#RUNNING[@]}" -lt "$TEST_JOBS" ]; do
