@@ -2,7 +2,7 @@
 # tests/lib.sh - helpers shared by the black-box test scripts (source it).
 #
 # What it gives a test script:
-#   checks    step, pass, fail, check_eq, check_match, check_true, finish:
+#   checks    step, pass, fail, check_eq, check_match, check_true, check_tools, finish:
 #             every check prints "ok - ..." or "not ok - ..." with the
 #             reason (expected vs got) and is counted; finish prints
 #             "N passed, N failed" and returns 1 when anything failed.
@@ -706,6 +706,19 @@ trap 'echo "# terminated" >&2; exit 143' TERM
 # LeakSanitizer or UBSan report (empty when none does).
 sanitizer_reports() {
 	grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$@" 2>/dev/null || true
+}
+
+# check_tools TOOL...: one check per tool (a command name or a path) that
+# it is installed.
+check_tools() {
+	local tool
+	for tool in "$@"; do
+		if command -v "$tool" >/dev/null; then
+			pass "$tool is installed"
+		else
+			fail "$tool is installed" "not found (run scripts/deps.sh)"
+		fi
+	done
 }
 
 # require_binaries DESCRIPTION BINARY...: one check that every binary is

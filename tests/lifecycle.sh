@@ -51,12 +51,7 @@ echo "# scratch directory: $TEST_DIR"
 # ---------------------------------------------------------------------------
 section "prerequisites"
 # ---------------------------------------------------------------------------
-have_tool() {
-	command -v "$1" >/dev/null
-}
-for tool in curl jq redis-server redis-cli /usr/bin/python3; do
-	check_true "$tool is installed" have_tool "$tool"
-done
+check_tools curl jq redis-server redis-cli /usr/bin/python3
 require_binaries "the binaries exist" "$GATEWAY" "$URL_SHORTENER" "$ANALYTICS"
 
 REDIS_PORT=$(free_port)
