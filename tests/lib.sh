@@ -448,7 +448,9 @@ _claim_port_block() {
 	for _ in $(seq 1 "$count"); do
 		start=$((first + block * PORT_BLOCK_SIZE))
 		lock="$PORT_LOCK_DIR/$start.lock"
-		if exec {PORT_LOCK_FD}>>"$lock" 2>/dev/null; then
+		# The braces keep 2>/dev/null to this exec: on exec itself it
+		# would send the whole script's stderr there for good.
+		if { exec {PORT_LOCK_FD}>>"$lock"; } 2>/dev/null; then
 			if flock -n "$PORT_LOCK_FD"; then
 				PORT_BLOCK_START=$start
 				echo 0 >"$PORT_NEXT_FILE"
@@ -618,14 +620,19 @@ _forget_pid() {
 # stop_pids PID...: stops several processes at once: SIGTERM (and SIGCONT,
 # in case a test left one stopped with SIGSTOP) to all of them, then one
 # poll until all are gone, SIGKILL for those that take longer than the poll
-# bound. A server finishes the requests it has in flight before it exits
-# (up to 5 s; the url-shortener then delivers its queued clicks), so
-# stopping several one after the other could add up; together they cost
+# bound, STOP_TIMEOUT seconds of wall time (not a number of tries, which a
+# busy machine stretches). A server finishes the requests it has in flight
+# before it exits (up to 5 s; the url-shortener then delivers its queued
+# clicks for up to 2 s), and under ASan LeakSanitizer then checks the whole
+# heap at exit: on a busy machine that was seen to take past 15 s. So 60 s:
+# long enough for a slow stop, short enough to name one that hangs.
+# Stopping several one after the other would add up; together they cost
 # the slowest one. Each exit status goes to STOPPED_STATUSES[PID] (143 or
 # 137 when a signal ended it). Pids this library did not start are ignored.
+STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 declare -A STOPPED_STATUSES=()
 stop_pids() {
-	local pid ours=() any_alive
+	local pid ours=() any_alive start_us=${EPOCHREALTIME/[.,]/} waited
 	for pid in "$@"; do
 		[ -n "${PID_NAMES[$pid]+set}" ] || continue # not ours, or stopped
 		ours+=("$pid")
@@ -634,7 +641,7 @@ stop_pids() {
 			kill -CONT "$pid" 2>/dev/null || true
 		fi
 	done
-	for _ in $(seq 1 "$POLL_TRIES"); do
+	while :; do
 		any_alive=0
 		for pid in "${ours[@]}"; do
 			if pid_alive "$pid"; then
@@ -643,11 +650,18 @@ stop_pids() {
 			fi
 		done
 		[ "$any_alive" = 0 ] && break
+		waited=$(((${EPOCHREALTIME/[.,]/} - start_us) / 1000000))
+		[ "$waited" -ge "$STOP_TIMEOUT" ] && break
 		sleep "$POLL_INTERVAL"
 	done
 	for pid in "${ours[@]}"; do
 		if pid_alive "$pid"; then
-			echo "# ${PID_NAMES[$pid]} ignored SIGTERM; sending SIGKILL" >&2
+			echo "# ${PID_NAMES[$pid]} still runs ${STOP_TIMEOUT} s after SIGTERM;" \
+				"sending SIGKILL. Its threads and child processes:" >&2
+			# STAT t: stopped by a tracer (LeakSanitizer's, at exit,
+			# is a child process of the same name).
+			ps -L -o tid=,stat=,wchan:24=,comm= -p "$pid" 2>&1 | sed 's/^/#   thread /' >&2
+			ps -o pid=,stat=,wchan:24=,comm= --ppid "$pid" 2>&1 | sed 's/^/#   child  /' >&2
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 		# Reap it (it is our child) and keep its exit status.
