@@ -91,7 +91,11 @@ def fetch_idl(target):
     .thrift files of its jaeger-idl into target (nothing else is kept)."""
     if shutil.which("npm") is None:
         die("no IDL in %s and npm is not installed to fetch %s" % (target, JAEGER_CLIENT), SKIP)
-    with tempfile.TemporaryDirectory(prefix="jaeger-idl.") as scratch:
+    # Staged next to target and renamed into place in one step, so that a
+    # sink started meanwhile (test suites run side by side) sees either no
+    # IDL or all of it; when two fetch at once, the first rename wins.
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="jaeger-idl.", dir=os.path.dirname(target)) as scratch:
         done = subprocess.run(["npm", "pack", "--silent", JAEGER_CLIENT], cwd=scratch,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
@@ -111,9 +115,11 @@ def fetch_idl(target):
                 with archive.extractfile(member) as source, \
                         open(os.path.join(staging, rest), "wb") as copy:
                     copy.write(source.read())
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.isdir(target):
-            shutil.move(staging, target)
+        try:
+            os.rename(staging, target)
+        except OSError:
+            if not os.path.isfile(os.path.join(target, "agent.thrift")):
+                raise
 
 
 def find_idl(given):

@@ -2,7 +2,7 @@
 # tests/lib.sh - helpers shared by the black-box test scripts (source it).
 #
 # What it gives a test script:
-#   checks    step, pass, fail, check_eq, check_match, check_true, finish:
+#   checks    step, pass, fail, check_eq, check_match, check_true, check_tools, finish:
 #             every check prints "ok - ..." or "not ok - ..." with the
 #             reason (expected vs got) and is counted; finish prints
 #             "N passed, N failed" and returns 1 when anything failed.
@@ -407,24 +407,88 @@ port_in_use() {
 	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
 }
 
-# free_port: prints a TCP port nobody listens on. The kernel picks it (bind
-# to port 0) when python3 is there; otherwise a random one that ss shows
-# free. Either way another process could take it before we do: the start_*
-# helpers notice, because the server then fails to start.
-free_port() {
-	local port
-	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()' &&
-			return 0
+# Ports. Suites run side by side (tests/run.sh), so "a port the kernel
+# says is free" is not enough: two scripts could be handed the same one
+# between the check and the bind, and any outgoing connection may take a
+# port from the kernel's ephemeral range at any time. So every script takes
+# its ports from a block of PORT_BLOCK_SIZE that is its own: below that
+# range (no outgoing connection ever gets one), claimed with an flock(1) on
+# a lock file under PORT_LOCK_DIR that this shell holds until it exits (and
+# the servers it started, which inherit the descriptor, until they do), so
+# no other script, of this run or of anyone else's, can claim it. Inside
+# the block, free_port hands the ports out in turn, skipping any that
+# something else listens on. The next one to hand out is kept in a file,
+# since free_port runs in $(...), a subshell.
+PORT_BLOCK_SIZE=100
+PORT_LOCK_DIR=${PORT_LOCK_DIR:-/tmp/kit-test-ports}
+PORT_BLOCK_START=""
+PORT_NEXT_FILE="$TEST_DIR/.next-port"
+
+# _claim_port_block: sets PORT_BLOCK_START to the first port of a block no
+# other script holds, and keeps its lock open on a descriptor of this
+# shell. Returns 1 when none is free (free_port then says so).
+_claim_port_block() {
+	local range low high first count block start lock
+	range=$(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || range="32768 60999"
+	read -r low high <<<"$range"
+	# Below the ephemeral range from 20000 (clear of the usual service
+	# ports: 6379, 8000-8085, 16686...), or above it when that is too
+	# narrow.
+	first=20000
+	count=$(((low - first) / PORT_BLOCK_SIZE))
+	if [ "$count" -lt 10 ]; then
+		first=$((high + 1))
+		count=$(((65536 - first) / PORT_BLOCK_SIZE))
 	fi
-	for _ in $(seq 1 100); do
-		port=$((20000 + RANDOM % 30000))
+	[ "$count" -gt 0 ] || return 1
+	mkdir -p "$PORT_LOCK_DIR" 2>/dev/null || return 1
+	# Start at a random block, so that scripts starting together rarely
+	# try the same locks.
+	block=$((RANDOM % count))
+	for _ in $(seq 1 "$count"); do
+		start=$((first + block * PORT_BLOCK_SIZE))
+		lock="$PORT_LOCK_DIR/$start.lock"
+		# The braces keep 2>/dev/null to this exec: on exec itself it
+		# would send the whole script's stderr there for good.
+		if { exec {PORT_LOCK_FD}>>"$lock"; } 2>/dev/null; then
+			if flock -n "$PORT_LOCK_FD"; then
+				PORT_BLOCK_START=$start
+				echo 0 >"$PORT_NEXT_FILE"
+				return 0
+			fi
+			exec {PORT_LOCK_FD}>&-
+		fi
+		block=$(((block + 1) % count))
+	done
+	return 1
+}
+if ! command -v flock >/dev/null 2>&1 || ! _claim_port_block; then
+	echo "# no block of test ports could be claimed under $PORT_LOCK_DIR;" \
+		"free_port falls back to ports the kernel picks" >&2
+fi
+
+# free_port: prints a TCP port for a server of this script: the next one
+# of its block that nobody listens on. Without a block (see above), a port
+# the kernel picks (bind to port 0), which another process could take
+# before the server binds it: then the server fails to start, and the
+# start_* helper says so.
+free_port() {
+	local next port
+	if [ -z "$PORT_BLOCK_START" ]; then
+		python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+		return
+	fi
+	next=$(cat "$PORT_NEXT_FILE")
+	while [ "$next" -lt "$PORT_BLOCK_SIZE" ]; do
+		port=$((PORT_BLOCK_START + next))
+		next=$((next + 1))
 		if ! port_in_use "$port"; then
+			echo "$next" >"$PORT_NEXT_FILE"
 			echo "$port"
 			return 0
 		fi
 	done
-	echo "free_port: no free port found" >&2
+	echo "free_port: all $PORT_BLOCK_SIZE ports from $PORT_BLOCK_START are taken" >&2
 	return 1
 }
 
@@ -556,13 +620,19 @@ _forget_pid() {
 # stop_pids PID...: stops several processes at once: SIGTERM (and SIGCONT,
 # in case a test left one stopped with SIGSTOP) to all of them, then one
 # poll until all are gone, SIGKILL for those that take longer than the poll
-# bound. civetweb 1.15 can take up to 2 s to stop (its master thread polls),
-# so stopping six servers one after the other would cost 12 s; together
-# they cost 2. Each exit status goes to STOPPED_STATUSES[PID] (143 or 137
-# when a signal ended it). Pids this library did not start are ignored.
+# bound, STOP_TIMEOUT seconds of wall time (not a number of tries, which a
+# busy machine stretches). A server finishes the requests it has in flight
+# before it exits (up to 5 s; the url-shortener then delivers its queued
+# clicks for up to 2 s), and under ASan LeakSanitizer then checks the whole
+# heap at exit: on a busy machine that was seen to take past 15 s. So 60 s:
+# long enough for a slow stop, short enough to name one that hangs.
+# Stopping several one after the other would add up; together they cost
+# the slowest one. Each exit status goes to STOPPED_STATUSES[PID] (143 or
+# 137 when a signal ended it). Pids this library did not start are ignored.
+STOP_TIMEOUT=${STOP_TIMEOUT:-60}
 declare -A STOPPED_STATUSES=()
 stop_pids() {
-	local pid ours=() any_alive
+	local pid ours=() any_alive start_us=${EPOCHREALTIME/[.,]/} waited
 	for pid in "$@"; do
 		[ -n "${PID_NAMES[$pid]+set}" ] || continue # not ours, or stopped
 		ours+=("$pid")
@@ -571,7 +641,7 @@ stop_pids() {
 			kill -CONT "$pid" 2>/dev/null || true
 		fi
 	done
-	for _ in $(seq 1 "$POLL_TRIES"); do
+	while :; do
 		any_alive=0
 		for pid in "${ours[@]}"; do
 			if pid_alive "$pid"; then
@@ -580,11 +650,18 @@ stop_pids() {
 			fi
 		done
 		[ "$any_alive" = 0 ] && break
+		waited=$(((${EPOCHREALTIME/[.,]/} - start_us) / 1000000))
+		[ "$waited" -ge "$STOP_TIMEOUT" ] && break
 		sleep "$POLL_INTERVAL"
 	done
 	for pid in "${ours[@]}"; do
 		if pid_alive "$pid"; then
-			echo "# ${PID_NAMES[$pid]} ignored SIGTERM; sending SIGKILL" >&2
+			echo "# ${PID_NAMES[$pid]} still runs ${STOP_TIMEOUT} s after SIGTERM;" \
+				"sending SIGKILL. Its threads and child processes:" >&2
+			# STAT t: stopped by a tracer (LeakSanitizer's, at exit,
+			# is a child process of the same name).
+			ps -L -o tid=,stat=,wchan:24=,comm= -p "$pid" 2>&1 | sed 's/^/#   thread /' >&2
+			ps -o pid=,stat=,wchan:24=,comm= --ppid "$pid" 2>&1 | sed 's/^/#   child  /' >&2
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 		# Reap it (it is our child) and keep its exit status.
@@ -643,6 +720,19 @@ trap 'echo "# terminated" >&2; exit 143' TERM
 # LeakSanitizer or UBSan report (empty when none does).
 sanitizer_reports() {
 	grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$@" 2>/dev/null || true
+}
+
+# check_tools TOOL...: one check per tool (a command name or a path) that
+# it is installed.
+check_tools() {
+	local tool
+	for tool in "$@"; do
+		if command -v "$tool" >/dev/null; then
+			pass "$tool is installed"
+		else
+			fail "$tool is installed" "not found (run scripts/deps.sh)"
+		fi
+	done
 }
 
 # require_binaries DESCRIPTION BINARY...: one check that every binary is

@@ -184,6 +184,10 @@ GATEWAY_ENV=(
 	URL_SHORTENER_V2_URL="http://127.0.0.1:$V2_PORT"
 	URL_SHORTENER_V2_CANARY_URL="http://127.0.0.1:$CANARY_PORT"
 	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
+	# The limiter gives Redis 50 ms by default; on a busy machine (tests
+	# run side by side) a slower reply would fail open and break the exact
+	# count below.
+	REDIS_RATE_LIMIT_TIMEOUT_MS=3000
 	JWT_SECRET="$SECRET"
 	WORKER_THREADS=24
 	# nginx is the one trusted proxy: its X-Forwarded-For is believed.

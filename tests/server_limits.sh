@@ -237,8 +237,8 @@ count_sigprocmask() {
 	pid=$SERVER_PID
 	wait_for_http "http://127.0.0.1:$port/health" "$pid" || return 1
 	for _ in $(seq 1 "$requests"); do
-		echo "url = \"http://127.0.0.1:$port/bench/x\""
-	done | curl -s -o /dev/null -K - || true
+		printf 'url = "http://127.0.0.1:%s/bench/x"\noutput = "/dev/null"\n' "$port"
+	done | curl -s -K - || true
 	# SIGTERM to the gateway (strace's child), so it stops cleanly and
 	# strace, which then exits too, writes its count.
 	kill -TERM "$(pgrep -P "$pid" | head -n 1)" 2>/dev/null

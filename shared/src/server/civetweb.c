@@ -25,14 +25,23 @@
  * blocking: one request at a time, so a blocking call holds up no one else.
  *
  * Threads: one worker serves one connection at a time; civetweb_run() runs
- * on the main thread and waits for SIGINT/SIGTERM.
+ * on the main thread, waits for SIGINT/SIGTERM and then stops the server
+ * with civetweb_stop() (just above it: why mg_stop() alone is neither quick
+ * nor graceful in civetweb 1.15).
  */
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <civetweb.h>
 
@@ -243,6 +252,186 @@ static int log_civetweb_message(const struct mg_connection *conn, const char *me
 	return 1;
 }
 
+/*
+ * Stopping. civetweb 1.15's mg_stop() alone is neither quick nor graceful:
+ *
+ *  - Not quick (civetweb issue #1163, fixed in 1.16): civetweb's master
+ *    thread waits for new connections in poll() on the listening socket
+ *    2 s at a time (SOCKET_TIMEOUT_QUANTUM) and looks at its stop flag only
+ *    between two waits; so does each worker waiting for the next request on
+ *    a keep-alive connection. mg_stop() sets the flag and then waits for
+ *    all of them: up to 2 s, and 2 s exactly just after a request, because
+ *    the master's wait starts again with every connection it accepts.
+ *  - Not graceful: once the flag is set civetweb reads and writes nothing
+ *    more (pull_inner() and push_all() give up at once), so a request still
+ *    being handled loses its answer: the client sees the connection close.
+ *
+ * So civetweb_stop() does the stopping itself while civetweb still
+ * runs, and calls mg_stop() only when nothing is left to lose and every
+ * civetweb thread can see the flag at once:
+ *
+ *  1. Close the door: the listening socket is shut down, so new
+ *     connections are refused from now on, and its descriptor number is
+ *     given to the read end of a pipe nobody writes to. The master thread
+ *     then waits on something that never becomes ready (a shut-down socket
+ *     is always ready: it would spin).
+ *  2. Hang up between requests: shutdown(SHUT_RD) on every connection. A
+ *     worker waiting for the next request reads end-of-file and closes the
+ *     connection; a worker in the middle of one finishes it (writing is
+ *     untouched), then reads end-of-file and closes.
+ *  3. Wait until every connection is closed, at most STOP_DRAIN_MS: then no
+ *     request is in flight. Step 2 is repeated on every look.
+ *  4. Wake the master (the pipe hangs up, and a second shutdown() of the
+ *     old socket wakes a poll() begun before step 1, which still sleeps on
+ *     that socket) and call mg_stop(): its workers are all idle, so it
+ *     returns within its own 10 ms sleep.
+ *
+ * civetweb 1.15 does not hand out its sockets, so they are found by local
+ * port among this process's descriptors (Linux lists them in /proc/self/fd;
+ * SO_ACCEPTCONN tells the listening one). What this cannot save: a request
+ * whose body is still arriving when the stop begins (step 2 cuts the body
+ * short) and, after STOP_DRAIN_MS, any request still running. When the
+ * descriptors cannot be listed, it falls back to plain mg_stop().
+ */
+#define STOP_DRAIN_MS 5000 /* the event-loop core waits as long (event_loop.c) */
+#define STOP_LOOK_MS 10    /* how often step 3 looks again */
+
+/* The server's sockets as one look at the descriptor table found them. */
+struct server_sockets {
+	int listening[4];  /* civetweb listens once per address family */
+	int listening_count;
+	int connection_count;
+};
+
+/* socket_port FD: the local TCP/IP port of descriptor FD, or -1 when FD is
+ * not an IPv4/IPv6 socket (or no longer open). */
+static long socket_port(int fd)
+{
+	struct sockaddr_storage address;
+	socklen_t length = sizeof(address);
+
+	if (getsockname(fd, (struct sockaddr *)&address, &length) != 0)
+		return -1;
+	if (address.ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)&address)->sin_port);
+	if (address.ss_family == AF_INET6)
+		return ntohs(((const struct sockaddr_in6 *)&address)->sin6_port);
+	return -1;
+}
+
+/* find_server_sockets PORT FOUND HANG_UP: fills FOUND with this process's
+ * sockets whose local port is PORT: the listening ones, and how many
+ * connections; with HANG_UP, shuts the reading side of each connection.
+ * Returns false when the descriptors cannot be listed. Sockets civetweb
+ * closes meanwhile are simply missed; outgoing connections (Redis, the
+ * upstreams) have other local ports. */
+static bool find_server_sockets(long port, struct server_sockets *found,
+				bool hang_up)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *entry;
+
+	memset(found, 0, sizeof(*found));
+	if (dir == NULL)
+		return false;
+	while ((entry = readdir(dir)) != NULL) {
+		int fd = atoi(entry->d_name), listening = 0;
+		socklen_t length = sizeof(listening);
+		struct sockaddr_storage peer;
+		socklen_t peer_length = sizeof(peer);
+
+		if (entry->d_name[0] < '0' || entry->d_name[0] > '9' ||
+		    fd == dirfd(dir) || socket_port(fd) != port)
+			continue;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0)
+			continue;
+		if (!listening) {
+			/* A connection has a peer; a shut-down listener (ours,
+			 * kept for step 4) or a reset connection has none. */
+			if (getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0)
+				continue;
+			found->connection_count++;
+			if (hang_up)
+				shutdown(fd, SHUT_RD);
+		} else if (found->listening_count < (int)(sizeof(found->listening) /
+							  sizeof(found->listening[0]))) {
+			found->listening[found->listening_count++] = fd;
+		}
+	}
+	closedir(dir);
+	return true;
+}
+
+/* civetweb_stop CTX CONFIG: stops civetweb gracefully and at once (steps
+ * 1-4 above), then frees CTX with mg_stop(). Every failure on the way is
+ * explained on stderr and ends in plain mg_stop(), which is slow but
+ * safe: the process still stops. */
+static void civetweb_stop(struct mg_context *ctx, const struct kit_server_config *config)
+{
+	struct server_sockets sockets;
+	int door[2], old_listeners[4], closed_doors = 0;
+	uint64_t deadline_ns;
+	struct timespec look = {0, STOP_LOOK_MS * 1000000L};
+	const char *why = NULL;
+
+	if (!find_server_sockets(config->port, &sockets, false))
+		why = strerror(errno); /* opendir("/proc/self/fd") */
+	else if (sockets.listening_count == 0)
+		why = "no listening socket on its port";
+	else if (pipe(door) != 0)
+		why = strerror(errno);
+	if (why != NULL) {
+		fprintf(stderr, "%s: cannot stop gracefully (%s); plain mg_stop(), "
+			"which may take 2 s and cut requests in flight\n", config->name, why);
+		mg_stop(ctx);
+		return;
+	}
+
+	/* 1. Close the door: keep the socket in old_listeners[], put the pipe
+	 * under civetweb's number, refuse new connections. civetweb closes
+	 * its number (the pipe) in mg_stop(); old_listeners[] are ours. */
+	for (int i = 0; i < sockets.listening_count; i++) {
+		int fd = sockets.listening[i], old = dup(fd);
+
+		if (old < 0 || dup2(door[0], fd) < 0) {
+			fprintf(stderr, "%s: cannot close the listening socket %d: %s\n",
+				config->name, fd, strerror(errno));
+			if (old >= 0)
+				close(old);
+			continue;
+		}
+		shutdown(old, SHUT_RDWR);
+		old_listeners[closed_doors++] = old;
+	}
+	close(door[0]);
+
+	/* 2 and 3. Hang up between requests; wait for the last connection. */
+	deadline_ns = kit_now_ns() + (uint64_t)STOP_DRAIN_MS * 1000000u;
+	find_server_sockets(config->port, &sockets, true);
+	if (sockets.connection_count > 0)
+		fprintf(stderr, "%s: no longer accepting; waiting for %d open "
+			"connection(s) to finish (at most %d ms)\n", config->name,
+			sockets.connection_count, STOP_DRAIN_MS);
+	while (sockets.connection_count > 0 && kit_now_ns() < deadline_ns) {
+		nanosleep(&look, NULL);
+		find_server_sockets(config->port, &sockets, true);
+	}
+	if (sockets.connection_count > 0)
+		fprintf(stderr, "%s: %d connection(s) still open after %d ms; "
+			"stopping anyway\n", config->name, sockets.connection_count,
+			STOP_DRAIN_MS);
+
+	/* 4. Wake the master wherever it waits, then stop. Until mg_stop()
+	 * sets its flag (right away) the master sees the hung-up pipe, does
+	 * not accept from it, and looks at the flag again. */
+	close(door[1]);
+	for (int i = 0; i < closed_doors; i++)
+		shutdown(old_listeners[i], SHUT_RDWR); /* ENOTCONN, but it wakes */
+	mg_stop(ctx);
+	for (int i = 0; i < closed_doors; i++)
+		close(old_listeners[i]);
+}
+
 /* ---- the server ---- */
 
 static int civetweb_configure(struct kit_server_config *config)
@@ -307,7 +496,7 @@ static int civetweb_run(const struct kit_server_config *config, const sigset_t *
 	sigwait(stop_signals, &signal_number);
 	fprintf(stderr, "%s: %s received, stopping\n", config->name,
 		signal_number == SIGINT ? "SIGINT" : "SIGTERM");
-	mg_stop(ctx);
+	civetweb_stop(ctx, config);
 	mg_exit_library();
 	return 0;
 }

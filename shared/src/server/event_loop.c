@@ -606,6 +606,8 @@ static void *loop_main(void *arg)
 				strerror(errno));
 			break;
 		}
+		bool stop_asked = false;
+
 		for (int i = 0; i < n; i++) {
 			struct watch *watch = events[i].data.ptr;
 			uint32_t ready = events[i].events;
@@ -620,9 +622,10 @@ static void *loop_main(void *arg)
 				if (read(loop->stop_fd, &value, sizeof(value)) < 0) {
 					/* the signal is what matters, not the count */
 				}
-				loop_stop_accepting(loop);
-				/* In-flight requests get this long to finish. */
-				stop_deadline = kit_now_ns() + ms_to_ns(5000);
+				/* Acted on after this batch: stopping closes idle
+				 * connections, and a later event of the same batch
+				 * may point at one of them. */
+				stop_asked = true;
 				break;
 			}
 			case WATCH_CONN:
@@ -649,6 +652,10 @@ static void *loop_main(void *arg)
 				break;
 			}
 			}
+		}
+		if (stop_asked && !loop->stopping) {
+			loop_stop_accepting(loop);
+			stop_deadline = kit_now_ns() + ms_to_ns(5000);
 		}
 		expire(loop, kit_now_ns());
 		run_ready(loop);
