@@ -2,6 +2,8 @@
 #
 #   make up [PHASE=1]   install what is missing, build, start a phase on loopback
 #   make down           stop what `make up` started (by pid)
+#   make doctor [PHASE=1]  is this machine ready for that phase? (ports,
+#                       packages, Docker, .run/), and what to do if not
 #   make deps [SETS=..] install a set of packages (scripts/deps.sh; default:
 #                       build and phase$(PHASE), what `make up` needs)
 #   make test           install, build, run every test (unit, ASan, black-box)
@@ -76,7 +78,7 @@ SERVICE_NAMES := $(notdir $(patsubst %/main.c,%,$(wildcard services/*/main.c)))
 SERVICE_BINS := $(SERVICE_NAMES:%=$(BUILD)/bin/%)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps up down test unit asan clean compose-check bench bench-smoke bench-bins
+.PHONY: all deps up down doctor test unit asan clean compose-check bench bench-smoke bench-bins
 all: $(MONOLITH) $(GATEWAY) $(GATEWAY3) $(BENCH_BARE) $(SERVICE_BINS) $(UNIT_BINS)
 
 $(BUILD)/%.o: %.c
@@ -145,6 +147,9 @@ up:
 
 down:
 	@bash scripts/down.sh
+
+doctor:
+	@bash scripts/doctor.sh $(PHASE)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 all

@@ -166,6 +166,7 @@ all)
 	run_sanitized "tracing ASan+UBSan (build/asan)" bash tests/tracing.sh build/asan/bin
 	run_script "phases 1, 2, 3 (tests/compare.sh)" bash tests/compare.sh build/bin
 	run_script "make up on a bare machine (tests/first_run.sh)" bash tests/first_run.sh
+	run_script "make doctor (tests/doctor.sh)" bash tests/doctor.sh build/bin
 	run_script "make up, service.sh, make down (tests/workshop.sh)" bash tests/workshop.sh build/bin
 	run_script "benchmark smoke (bench/run.sh)" bash bench/run.sh --smoke --out "$SCRATCH/bench"
 	;;
