@@ -24,13 +24,7 @@ cd "$(dirname "$0")/.." || exit 1
 source scripts/lib/processes.sh
 
 PHASE=${1:-1}
-case $PHASE in
-1 | 2 | 3) ;;
-*)
-	echo "usage: scripts/doctor.sh 1|2|3" >&2
-	exit 2
-	;;
-esac
+require_phase doctor.sh "$PHASE"
 kit_settings || exit 2
 PROBLEMS=0
 

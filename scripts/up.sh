@@ -54,13 +54,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/processes.sh
 
 PHASE=${1:-1}
-case $PHASE in
-1 | 2 | 3) ;;
-*)
-	echo "usage: scripts/up.sh 1|2|3" >&2
-	exit 2
-	;;
-esac
+require_phase up.sh "$PHASE"
 KIT_PHASE=$PHASE
 kit_settings || exit 2
 mapfile -t WAVES < <(phase_waves "$PHASE")

@@ -30,27 +30,11 @@ require_binaries "the monolith is built" "$BIN/monolith"
 echo "# make doctor (scripts/doctor.sh), black box"
 echo "# scratch directory: $TEST_DIR"
 
-# Doctor's view of the machine: a run directory and ports of this test's.
-export KIT_RUN_DIR="$TEST_DIR/run"
+# Doctor's view of the machine: a run directory and ports of this test's
+# (if a check fails while the up.sh case runs, the exit trap stops it).
+use_own_run scripts/down.sh
 export BIN_DIR="$BIN"
-export REDIS_PORT PORT USERS_PORT URL_SHORTENER_PORT ANALYTICS_PORT \
-	URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT GATEWAY3_PORTS NGINX_PORT \
-	JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT
-REDIS_PORT=$(free_port)
-PORT=$(free_port)
-USERS_PORT=$(free_port)
-URL_SHORTENER_PORT=$(free_port)
-ANALYTICS_PORT=$(free_port)
-URL_SHORTENER_V2_PORT=$(free_port)
-URL_SHORTENER_V2_CANARY_PORT=$(free_port)
-GATEWAY3_PORTS="$(free_port) $(free_port) $(free_port)"
-NGINX_PORT=$(free_port)
-JAEGER_AGENT_PORT=$(free_udp_port)
-SINK_UDP_COMPACT_PORT=$(free_udp_port)
-SINK_HTTP_PORT=$(free_port)
 unset JWT_SECRET
-# If a check fails while the up.sh case runs, down.sh still stops it.
-trap 'status=$?; bash scripts/down.sh >>"$TEST_DIR/exit-down.out" 2>&1; (exit $status); _cleanup' EXIT
 
 # doctor ARGS...: runs scripts/doctor.sh; DOCTOR_OUT, DOCTOR_STATUS.
 doctor() {

@@ -23,7 +23,7 @@
 #   id           says uid 0 for `id -u`, so deps.sh takes the root path
 #
 # Then `make -j2 up` (Phase 1) runs in the copy with its own run directory
-# and free ports (KIT_RUN_DIR, REDIS_PORT, PORT), and must: exit 0, run no
+# and free ports (KIT_RUN_DIR, REDIS_PORT, PORT: use_own_run), and must: exit 0, run no
 # pkg-config before deps, ask apt-get for exactly the build set, build only
 # the monolith, and leave it answering; `make down` must stop it. Then
 # `make up PHASE=2`, `make up PHASE=3`, `make test`, `make bench` and
@@ -133,12 +133,8 @@ asked_for() {
 # ---------------------------------------------------------------------------
 section "make up, the first time"
 # ---------------------------------------------------------------------------
-export KIT_RUN_DIR="$TEST_DIR/run"
-export REDIS_PORT PORT
-REDIS_PORT=$(free_port)
-PORT=$(free_port)
+use_own_run "$KIT/scripts/down.sh"
 unset BIN_DIR MONOLITH JWT_SECRET
-trap 'status=$?; bash "$KIT/scripts/down.sh" >>"$TEST_DIR/exit-down.out" 2>&1; (exit $status); _cleanup' EXIT
 
 step "make -j2 up"
 check_true "pkg-config is absent before deps" bash -c "! PATH='$FAKEBIN:$PATH' pkg-config --exists libjwt 2>/dev/null"

@@ -46,35 +46,12 @@ for tool in curl jq redis-server redis-cli openssl ss nginx python3; do
 done
 
 # The run: its own directory and ports, given as up.sh reads them.
-export KIT_RUN_DIR="$TEST_DIR/run"
+use_own_run scripts/down.sh
 export BIN_DIR="$BIN"
-export REDIS_PORT PORT GATEWAY_PORT USERS_PORT URL_SHORTENER_PORT ANALYTICS_PORT \
-	URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT GATEWAY3_PORTS NGINX_PORT \
-	JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT
-REDIS_PORT=$(free_port)
-PORT=$(free_port)
-GATEWAY_PORT=$(free_port)
-USERS_PORT=$(free_port)
-URL_SHORTENER_PORT=$(free_port)
-ANALYTICS_PORT=$(free_port)
-URL_SHORTENER_V2_PORT=$(free_port)
-URL_SHORTENER_V2_CANARY_PORT=$(free_port)
-GATEWAY3_PORTS="$(free_port) $(free_port) $(free_port)"
-NGINX_PORT=$(free_port)
-JAEGER_AGENT_PORT=$(free_udp_port)
-SINK_UDP_COMPACT_PORT=$(free_udp_port)
-SINK_HTTP_PORT=$(free_port)
-read -r -a GATEWAY3_PORT_LIST <<<"$GATEWAY3_PORTS"
-TCP_PORTS=("$REDIS_PORT" "$PORT" "$GATEWAY_PORT" "$USERS_PORT" "$URL_SHORTENER_PORT"
-	"$ANALYTICS_PORT" "$URL_SHORTENER_V2_PORT" "$URL_SHORTENER_V2_CANARY_PORT"
-	"${GATEWAY3_PORT_LIST[@]}" "$NGINX_PORT" "$SINK_HTTP_PORT")
 # Settings from the environment reach every process: fast logins (PBKDF2
 # with 1000 iterations, which a development secret allows).
 export PASSWORD_PBKDF2_ITERATIONS=1000 ALLOW_INSECURE_DEV_SECRET=true
 unset JWT_SECRET SERVER_CORE RATE_LIMIT_FREE
-
-# The exit trap: down.sh for this run first, then lib.sh's own clean-up.
-trap 'status=$?; bash scripts/down.sh >>"$TEST_DIR/exit-down.out" 2>&1; (exit $status); _cleanup' EXIT
 
 # kit SCRIPT ARGS...: runs scripts/SCRIPT.sh; its output goes to KIT_OUT
 # (and the log), its exit status to KIT_STATUS.
@@ -117,10 +94,10 @@ check_nothing_left() {
 		pid_alive "$pid" && alive+=" ${SEEN_PIDS[$pid]}($pid)"
 	done
 	check_eq "no process of the run is alive (${#SEEN_PIDS[@]} pids seen)" "" "$alive"
-	for port in "${TCP_PORTS[@]}"; do
+	for port in "${RUN_TCP_PORTS[@]}"; do
 		port_in_use "$port" && taken+=" $port"
 	done
-	for port in "$JAEGER_AGENT_PORT" "$SINK_UDP_COMPACT_PORT"; do
+	for port in "${RUN_UDP_PORTS[@]}"; do
 		[ -n "$(ss -Hlun "sport = :$port")" ] && taken+=" $port/udp"
 	done
 	check_eq "no port of the run is listening" "" "$taken"
@@ -136,6 +113,18 @@ http_code() {
 }
 answers() { # answers CODE URL [curl args...]
 	[ "$(http_code "${@:2}")" = "$1" ]
+}
+
+# check_soon DESCRIPTION SECONDS CODE URL [curl args...]: URL answers CODE
+# within SECONDS (polled).
+check_soon() {
+	local description=$1 seconds=$2 code=$3
+	shift 3
+	if poll_until "$seconds" answers "$code" "$@"; then
+		pass "$description (after ${POLL_ELAPSED}s)"
+	else
+		fail "$description (within $seconds s)" "last: $(http_code "$@")"
+	fi
 }
 
 # login BASE NAME: registers NAME (once) and prints a token.
@@ -206,11 +195,7 @@ step "service.sh start redis"
 kit service start redis
 remember_pids
 check_eq "exits 0" 0 "$KIT_STATUS"
-if poll_until 10 answers 200 "$M/health"; then
-	pass "/health is 200 again after ${POLL_ELAPSED}s"
-else
-	fail "/health is 200 again within 10 s" "last: $(http_code "$M/health")"
-fi
+check_soon "/health is 200 again" 10 200 "$M/health"
 check_true "the link survived (append-only file)" answers 302 "$M/r/$CODE"
 
 step "make down"
@@ -246,11 +231,7 @@ step "2.4 service.sh start url-shortener"
 kit service start url-shortener
 remember_pids
 check_eq "exits 0" 0 "$KIT_STATUS"
-if poll_until 10 answers 200 "$G/api/v1/expand/$CODE"; then
-	pass "the gateway heals: expand is 200 after ${POLL_ELAPSED}s"
-else
-	fail "the gateway heals within 10 s" "last: $(http_code "$G/api/v1/expand/$CODE")"
-fi
+check_soon "the gateway heals: expand is 200" 10 200 "$G/api/v1/expand/$CODE"
 
 step "2.5 service.sh pause url-shortener"
 kit service pause url-shortener
@@ -261,11 +242,7 @@ http GET "$G/api/v1/expand/$CODE"
 expect_status 504
 kit service resume url-shortener
 check_eq "resume exits 0" 0 "$KIT_STATUS"
-if poll_until 10 answers 200 "$G/api/v1/expand/$CODE"; then
-	pass "expand is 200 again after ${POLL_ELAPSED}s"
-else
-	fail "expand is 200 again within 10 s" "last: $(http_code "$G/api/v1/expand/$CODE")"
-fi
+check_soon "expand is 200 again" 10 200 "$G/api/v1/expand/$CODE"
 
 step "2.6 service.sh stop analytics, then start"
 kit service stop analytics

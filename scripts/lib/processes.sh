@@ -8,7 +8,7 @@
 #   settings   kit_run_dir: RUN_DIR (KIT_RUN_DIR, default .run/);
 #              kit_settings: that, every port (REDIS_PORT, PORT, ... from
 #              the environment, with their defaults) and BIN_DIR.
-#   phases     phase_waves PHASE (the processes in start order),
+#   phases     require_phase, phase_waves PHASE (the processes in start order),
 #              phase_processes PHASE, process_ports NAME, process_port_var
 #              NAME (the variable that sets its port).
 #   starting   start_process NAME (in the background: log RUN_DIR/NAME.log,
@@ -73,6 +73,18 @@ kit_settings() {
 # ---------------------------------------------------------------------------
 # The phases
 # ---------------------------------------------------------------------------
+
+# require_phase SCRIPT PHASE: PHASE is 1, 2 or 3; otherwise prints SCRIPT's
+# usage and exits 2.
+require_phase() {
+	case $2 in
+	1 | 2 | 3) ;;
+	*)
+		echo "usage: scripts/$1 1|2|3   (not '$2')" >&2
+		exit 2
+		;;
+	esac
+}
 
 # phase_waves PHASE: the processes of PHASE, one wave a line, in start
 # order. up.sh starts the processes of a wave together, waits until each is
