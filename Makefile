@@ -2,6 +2,10 @@
 #
 #   make up [PHASE=1]   install what is missing, build, start a phase on loopback
 #   make down           stop what `make up` started (by pid)
+#   make doctor [PHASE=1]  is this machine ready for that phase? (ports,
+#                       packages, Docker, .run/), and what to do if not
+#   make deps [SETS=..] install a set of packages (scripts/deps.sh; default:
+#                       build and phase$(PHASE), what `make up` needs)
 #   make test           install, build, run every test (unit, ASan, black-box)
 #   make asan           build everything with AddressSanitizer + UBSan
 #   make                build only
@@ -21,9 +25,23 @@ endif
 BUILD ?= build
 CC ?= cc
 
+# The libraries' flags come from pkg-config. On a bare machine neither
+# pkg-config nor the libraries are there when make reads this file:
+# scripts/deps.sh installs them, as the first step of `make up`, `make test`
+# and `make bench`. Two rules make that work the first time:
+#  - PKG_CFLAGS and PKG_LIBS are recursively expanded (`=`, not `:=`): make
+#    runs pkg-config when a compile or link command uses them, never while
+#    it reads this file. If pkg-config or a library is missing then, the
+#    build stops there and says so, instead of compiling without the flags;
+#  - `up`, `test` and `bench` run deps.sh in their recipe and only then start
+#    a second make ($(MAKE) ...) for the build. As prerequisites (`up: deps
+#    all`), deps and the build would run side by side under -j2.
 PKGS := hiredis libjwt libcjson libcurl openssl
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+pkg_config = $(if $(shell pkg-config --exists $(PKGS) 2>/dev/null && echo yes),\
+	$(shell pkg-config $(1) $(PKGS)),\
+	$(error pkg-config cannot find $(PKGS): run `make deps` (scripts/deps.sh)))
+PKG_CFLAGS = $(call pkg_config,--cflags)
+PKG_LIBS = $(call pkg_config,--libs)
 
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow \
@@ -60,7 +78,7 @@ SERVICE_NAMES := $(notdir $(patsubst %/main.c,%,$(wildcard services/*/main.c)))
 SERVICE_BINS := $(SERVICE_NAMES:%=$(BUILD)/bin/%)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps up down test unit asan clean compose-check bench bench-smoke bench-bins
+.PHONY: all deps up down doctor test unit asan clean compose-check bench bench-smoke bench-bins
 all: $(MONOLITH) $(GATEWAY) $(GATEWAY3) $(BENCH_BARE) $(SERVICE_BINS) $(UNIT_BINS)
 
 $(BUILD)/%.o: %.c
@@ -108,14 +126,30 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(SERVICE_LIB) $(KIT_LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcmocka -o $@
 
-deps:
-	@bash scripts/deps.sh
+# The package sets each target installs (scripts/deps.sh, docs/setup.md).
+SETS ?= build phase$(PHASE)
+TEST_SETS := build phase3 test
+BENCH_SETS := build bench
+# What each phase runs: `make up` builds only those.
+PHASE1_BINS := $(MONOLITH)
+PHASE2_BINS := $(GATEWAY) $(SERVICE_BINS)
+PHASE3_BINS := $(GATEWAY3) $(SERVICE_BINS)
 
-up: deps all
+deps:
+	@bash scripts/deps.sh $(SETS)
+
+# deps first, then a second make builds (see PKG_CFLAGS above), then start.
+up:
+	@case "$(PHASE)" in 1|2|3) ;; *) echo "make up: PHASE must be 1, 2 or 3, not '$(PHASE)'" >&2; exit 2 ;; esac
+	@bash scripts/deps.sh build phase$(PHASE)
+	@$(MAKE) --no-print-directory $(PHASE$(PHASE)_BINS)
 	@bash scripts/up.sh $(PHASE)
 
 down:
 	@bash scripts/down.sh
+
+doctor:
+	@bash scripts/doctor.sh $(PHASE)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=1 all
@@ -126,7 +160,8 @@ unit: all
 compose-check:
 	@bash tests/compose.sh
 
-test: deps
+test:
+	@bash scripts/deps.sh $(TEST_SETS)
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory asan
 	@bash tests/run.sh all
@@ -139,7 +174,9 @@ bench-bins:
 	@$(MAKE) --no-print-directory $(GATEWAY3) 2>/dev/null || \
 		echo "bench: $(GATEWAY3) does not build yet; its scenarios will be skipped"
 
-bench: deps bench-bins
+bench:
+	@bash scripts/deps.sh $(BENCH_SETS)
+	@$(MAKE) --no-print-directory bench-bins
 	@bash bench/run.sh $(BENCH_ARGS)
 
 bench-smoke: bench-bins

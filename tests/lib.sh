@@ -969,3 +969,49 @@ start_fixture() {
 	echo "# the upstream fixture on port $port was not ready after $POLL_TRIES tries" >&2
 	return 1
 }
+
+# ---------------------------------------------------------------------------
+# A `make up` run of the test's own (tests/workshop.sh, doctor.sh, first_run.sh)
+# ---------------------------------------------------------------------------
+
+# use_own_run [DOWN_SCRIPT]: points scripts/up.sh, down.sh, service.sh and
+# doctor.sh (which read these variables) at a run directory in TEST_DIR,
+# KIT_RUN_DIR, and at ports the kernel says are free: REDIS_PORT, PORT,
+# GATEWAY_PORT, ... (exported). RUN_TCP_PORTS and RUN_UDP_PORTS list them;
+# GATEWAY3_PORT_LIST holds the three of GATEWAY3_PORTS. The exit trap then
+# runs DOWN_SCRIPT (default scripts/down.sh) for that run before lib.sh's own
+# clean-up, so a check that fails mid-run leaves nothing running.
+use_own_run() {
+	OWN_RUN_DOWN=${1:-scripts/down.sh}
+	export KIT_RUN_DIR="$TEST_DIR/run"
+	export REDIS_PORT PORT GATEWAY_PORT USERS_PORT URL_SHORTENER_PORT ANALYTICS_PORT \
+		URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT GATEWAY3_PORTS NGINX_PORT \
+		JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT
+	REDIS_PORT=$(free_port)
+	PORT=$(free_port)
+	GATEWAY_PORT=$(free_port)
+	USERS_PORT=$(free_port)
+	URL_SHORTENER_PORT=$(free_port)
+	ANALYTICS_PORT=$(free_port)
+	URL_SHORTENER_V2_PORT=$(free_port)
+	URL_SHORTENER_V2_CANARY_PORT=$(free_port)
+	GATEWAY3_PORT_LIST=("$(free_port)" "$(free_port)" "$(free_port)")
+	GATEWAY3_PORTS=${GATEWAY3_PORT_LIST[*]}
+	NGINX_PORT=$(free_port)
+	JAEGER_AGENT_PORT=$(free_udp_port)
+	SINK_UDP_COMPACT_PORT=$(free_udp_port)
+	SINK_HTTP_PORT=$(free_port)
+	RUN_TCP_PORTS=("$REDIS_PORT" "$PORT" "$GATEWAY_PORT" "$USERS_PORT" "$URL_SHORTENER_PORT"
+		"$ANALYTICS_PORT" "$URL_SHORTENER_V2_PORT" "$URL_SHORTENER_V2_CANARY_PORT"
+		"${GATEWAY3_PORT_LIST[@]}" "$NGINX_PORT" "$SINK_HTTP_PORT")
+	RUN_UDP_PORTS=("$JAEGER_AGENT_PORT" "$SINK_UDP_COMPACT_PORT")
+	trap '_own_run_down; _cleanup' EXIT
+}
+
+# _own_run_down: the exit trap's first half; keeps the exit status for
+# _cleanup.
+_own_run_down() {
+	local status=$?
+	bash "$OWN_RUN_DOWN" >>"$TEST_DIR/exit-down.out" 2>&1
+	return $status
+}
