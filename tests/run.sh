@@ -165,6 +165,7 @@ all)
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin
 	run_sanitized "tracing ASan+UBSan (build/asan)" bash tests/tracing.sh build/asan/bin
 	run_script "phases 1, 2, 3 (tests/compare.sh)" bash tests/compare.sh build/bin
+	run_script "scripts against a running deployment (tests/deployment.sh)" bash tests/deployment.sh build/bin
 	run_script "benchmark smoke (bench/run.sh)" bash bench/run.sh --smoke --out "$SCRATCH/bench"
 	;;
 *)
