@@ -137,6 +137,14 @@ start_services() {
 		give_up "url-shortener did not start (see $TEST_DIR/${prefix}url-shortener.err)"
 }
 
+# raise_login_policy ROUTE_FILE COPY: the route file's "login" policy (20 a
+# minute per IP) would refuse most of the registrations and logins below:
+# COPY is the file with it raised out of the way.
+raise_login_policy() {
+	jq --argjson high "$HIGH" '.rate_limit_policies.login =
+		{window_seconds: 60, anonymous: $high, free: $high, premium: $high}' "$1" >"$2"
+}
+
 # start_all: the three phases on free loopback ports; sets BASE and API.
 start_all() {
 	local redis_port monolith_port gateway_port nginx_port gateway3_ports i
@@ -164,11 +172,7 @@ start_all() {
 	start_services "" "redis://127.0.0.1:$redis_port/1" "${BASE[2]}" \
 		"$users_port" "$analytics_port" "$shortener_port"
 
-	# The route file's "login" policy (20 a minute per IP) would refuse most
-	# of the registrations and logins below: the copy raises it.
-	jq --argjson high "$HIGH" '.rate_limit_policies.login =
-		{window_seconds: 60, anonymous: $high, free: $high, premium: $high}' \
-		phase2-gateway/gateway.json >"$TEST_DIR/gateway.json"
+	raise_login_policy phase2-gateway/gateway.json "$TEST_DIR/gateway.json"
 	start_gateway "$BIN_DIR/gateway" "$TEST_DIR/gateway" "$gateway_port" \
 		GATEWAY_CONFIG="$TEST_DIR/gateway.json" \
 		USERS_URL="http://127.0.0.1:$users_port" \
@@ -184,9 +188,7 @@ start_all() {
 	users_port=$(free_port) analytics_port=$(free_port) shortener_port=$(free_port)
 	start_services p3- "redis://127.0.0.1:$redis_port/3" "${BASE[3]}" \
 		"$users_port" "$analytics_port" "$shortener_port"
-	jq --argjson high "$HIGH" '.rate_limit_policies.login =
-		{window_seconds: 60, anonymous: $high, free: $high, premium: $high}' \
-		phase3-advanced/gateway.json >"$TEST_DIR/gateway3.json"
+	raise_login_policy phase3-advanced/gateway.json "$TEST_DIR/gateway3.json"
 	for i in 1 2 3; do
 		start_gateway "$BIN_DIR/gateway-advanced" "$TEST_DIR/api-gateway-$i" "${gateway3_ports[$((i - 1))]}" \
 			GATEWAY_CONFIG="$TEST_DIR/gateway3.json" INSTANCE_ID="api-gateway-$i" \

@@ -129,12 +129,15 @@ def stages_of(instructions):
     return stages
 
 
+def steps(stage, keyword):
+    """The arguments of each KEYWORD instruction of the stage, in order."""
+    return [arguments for k, arguments in stage["steps"] if k == keyword]
+
+
 def apt_packages(stage):
     """Every package an `apt-get install` in the stage names."""
     packages = []
-    for keyword, arguments in stage["steps"]:
-        if keyword != "RUN":
-            continue
+    for arguments in steps(stage, "RUN"):
         for command in re.split(r"&&|;", arguments):
             words = command.split()
             if "apt-get" in words and "install" in words:
@@ -145,9 +148,7 @@ def apt_packages(stage):
 def copies(stage):
     """(sources, destination, from_stage) for each COPY of the stage."""
     result = []
-    for keyword, arguments in stage["steps"]:
-        if keyword != "COPY":
-            continue
+    for arguments in steps(stage, "COPY"):
         words = shlex.split(arguments)
         flags = [w for w in words if w.startswith("--")]
         paths = [w for w in words if not w.startswith("--")]
@@ -321,7 +322,7 @@ def check_dockerfile(services, stages):
     report(externals == {"debian:12-slim"}, "every stage starts from debian:12-slim (Debian 12 package names)",
            f"bases: {sorted(externals)}")
 
-    make_lines = [a for k, a in build["steps"] if k == "RUN" and re.match(r"make\b", a)]
+    make_lines = [a for a in steps(build, "RUN") if re.match(r"make\b", a)]
     for program in PROGRAMS:
         stage = by_name.get(program)
         report(stage is not None, f"the Dockerfile has a target {program}", "no such stage")
@@ -332,10 +333,10 @@ def check_dockerfile(services, stages):
         binary = f"/src/build/bin/{program}"
         report(any(src == [binary] and frm == "build" for src, _, frm in copies(stage)),
                f"target {program} copies {binary} from the build stage", "no such COPY --from=build")
-        command = [a for k, a in stage["steps"] if k == "CMD"]
+        command = steps(stage, "CMD")
         report(bool(command) and f"/usr/local/bin/{program}\"" in command[-1],
                f"target {program} runs /usr/local/bin/{program}", f"CMD is {command}")
-        report(any(k == "ENV" and re.search(r"\bPORT=\d+", a) for k, a in stage["steps"]),
+        report(any(re.search(r"\bPORT=\d+", a) for a in steps(stage, "ENV")),
                f"target {program} sets its PORT", "no ENV PORT=")
         report(any(re.search(rf"\bbuild/bin/{re.escape(program)}(\s|$)", line) for line in make_lines),
                f"the build stage's make builds build/bin/{program}", f"make lines: {make_lines}")
@@ -343,13 +344,13 @@ def check_dockerfile(services, stages):
     missing = sorted(deps_build_packages() - set(apt_packages(build)))
     report(not missing, "the build stage installs the build packages of scripts/deps.sh",
            f"missing: {', '.join(missing)}")
-    users = [a for k, a in runtime["steps"] if k == "USER"]
+    users = steps(runtime, "USER")
     report(bool(users) and users[-1] not in ("root", "0"), "the runtime stage runs as a non-root user",
            f"USER is {users or 'not set'}")
-    report(any(k == "HEALTHCHECK" for k, _ in runtime["steps"]), "the runtime stage has a HEALTHCHECK",
+    report(bool(steps(runtime, "HEALTHCHECK")), "the runtime stage has a HEALTHCHECK",
            "none")
     for stage in stages:
-        later_root = [a for k, a in stage["steps"] if k == "USER" and a in ("root", "0")]
+        later_root = [a for a in steps(stage, "USER") if a in ("root", "0")]
         if stage["name"] in PROGRAMS:
             report(not later_root, f"target {stage['name']} does not switch back to root", f"USER {later_root}")
 
@@ -406,7 +407,7 @@ def check_compile(stages):
     """Copy what the build stage's COPY lines take from the context into a
     scratch directory (its WORKDIR), run its make line there."""
     build = next((s for s in stages if s["name"] == "build"), None)
-    make_lines = [a for k, a in build["steps"] if k == "RUN" and re.match(r"make\b", a)] if build else []
+    make_lines = [a for a in steps(build, "RUN") if re.match(r"make\b", a)] if build else []
     if not make_lines:
         report(False, "the build stage compiles from what it copies", "no build stage with a make line")
         return
