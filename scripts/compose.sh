@@ -55,17 +55,18 @@ ensure_env() {
 	else
 		secret=$(openssl rand -hex 32) || die "openssl rand failed: cannot make a JWT secret"
 		[ ${#secret} -eq 64 ] || die "openssl rand gave '$secret', not 64 hex digits"
+		# Asked before the redirection below, which creates the file.
+		local header=""
+		if [ ! -f "$ENV_FILE" ]; then
+			header="# Made by scripts/compose.sh: docker compose reads it for every command.
+# Keep it secret (git ignores it); deleting it invalidates every token issued so far.
+"
+		fi
 		# The umask inside the subshell, where the file is opened: a new
 		# .env is readable by its owner only.
 		(
 			umask 077
-			{
-				if [ ! -f "$ENV_FILE" ]; then
-					echo "# Made by scripts/compose.sh: docker compose reads it for every command."
-					echo "# Keep it secret (git ignores it); deleting it invalidates every token issued so far."
-				fi
-				echo "JWT_SECRET=$secret"
-			} >>"$ENV_FILE"
+			printf '%sJWT_SECRET=%s\n' "$header" "$secret" >>"$ENV_FILE"
 		)
 		echo "compose: wrote a new random JWT_SECRET to $ENV_FILE"
 	fi

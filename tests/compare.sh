@@ -74,7 +74,7 @@ BIN_DIR=build/bin
 while [ $# -gt 0 ]; do
 	case $1 in
 	--phase1 | --phase2 | --phase3)
-		[ $# -ge 2 ] && [[ $2 =~ ^https?:// ]] || usage
+		if [ $# -lt 2 ] || ! [[ $2 =~ ^https?:// ]]; then usage; fi
 		URLS[${1#--phase}]=${2%/}
 		shift 2
 		;;

@@ -140,6 +140,7 @@ check_match "env says it wrote a new secret" 'wrote a new random JWT_SECRET' "$O
 FIRST_SECRET=$(env_secret)
 check_match ".env has one JWT_SECRET of 64 hex digits" '^[0-9a-f]{64}$' "$FIRST_SECRET"
 check_eq ".env is readable by its owner only" 600 "$(stat -c %a "$REPO/.env" 2>/dev/null)"
+check_match ".env says what it is" '^# Made by scripts/compose.sh' "$(head -n 1 "$REPO/.env")"
 compose_sh -- env
 check_match "a second run keeps it" 'using the JWT_SECRET in .env' "$OUT"
 check_eq "the secret is the same" "$FIRST_SECRET" "$(env_secret)"

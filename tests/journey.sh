@@ -31,6 +31,8 @@
 # passed, N failed", and the exit code is 1 when a check failed (2 for a
 # usage error). When BASE_URL does not answer, or answers but is not the
 # kit, it says so and stops there.
+# jq programs are single-quoted on purpose: $names in them are jq's.
+# shellcheck disable=SC2016
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
