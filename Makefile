@@ -157,7 +157,20 @@ asan:
 unit: all
 	@bash tests/run.sh unit
 
-compose-check:
+# Docker (docs/docker.md): `make compose-up [PHASE=1]` builds and starts a
+# phase in containers, `make compose-down` stops whichever runs.
+# scripts/compose.sh finds the compose client, stops with a clear message
+# when no Docker engine runs, and keeps the JWT secret in .env.
+.PHONY: compose-up compose-down
+compose-up:
+	@bash scripts/compose.sh up $(PHASE)
+
+compose-down:
+	@bash scripts/compose.sh down
+
+# tests/compose.sh compares the Dockerfile's runtime packages with the
+# libraries the built programs load, so it needs them built.
+compose-check: $(MONOLITH) $(GATEWAY) $(GATEWAY3) $(SERVICE_BINS)
 	@bash tests/compose.sh
 
 test:

@@ -1,30 +1,45 @@
 #!/usr/bin/env bash
-# tests/compose.sh - validate every compose file in the repository offline.
+# tests/compose.sh - the Docker path, checked offline: there is no Docker
+# engine here, so nothing is built or started; what can be known without
+# one is checked instead.
 #
-# `docker-compose -f FILE config -q` parses the file, checks it against the
-# compose schema and resolves its variables without talking to a Docker
-# engine, so it runs here and in CI where there is none. Files that require
-# JWT_SECRET (${JWT_SECRET:?...}) get a dummy one. Each file is one check.
-#
-# Then docker-compose.yml's shape, read from that resolved config: every
-# service names a profile (docker-compose 1.29 starts a service without one
-# in every profile), each phase's profile has the services it needs, in
-# Phase 2 only the gateway publishes a port (the services trust X-User-*
-# headers, so they must not be reachable from outside) and in Phase 3 only
-# nginx and Jaeger's UI do, every gateway of Phase 3 trusts nginx's fixed
-# address (TRUSTED_PROXIES), and every Dockerfile a build names and every
-# file a volume mounts exists.
-#
-# Last, both nginx configs of Phase 3 pass `nginx -t`: the compose one
-# (phase3-advanced/nginx.conf, with the gateways' container names replaced
-# by 127.0.0.1, since they only resolve inside compose) and the native one
-# as scripts/nginx-native-conf.sh writes it. The last line is "N passed, N
-# failed".
+# 1. Every compose file in the repository is valid: `docker-compose -f FILE
+#    config -q` parses it, checks it against the compose schema and
+#    resolves its variables without talking to an engine. Files that need
+#    JWT_SECRET get a dummy one.
+# 2. docker-compose.yml and the Dockerfile, read by tests/compose_check.py
+#    from the resolved config: each profile's services, ports, dependencies
+#    and tracing settings, who gets JWT_SECRET, the Dockerfile's targets,
+#    packages and COPY sources, and a compile of the kit from exactly what
+#    the build stage copies (see that file).
+# 3. scripts/compose.sh (make compose-up / compose-down), run on a copy of
+#    it and docker-compose.yml in a scratch directory, so no .env is ever
+#    written into the repository:
+#      - without a Docker engine (DOCKER_HOST names a socket that does not
+#        exist), up and down stop with "no Docker engine: ..." and write
+#        nothing;
+#      - `env` writes .env once (mode 600, one JWT_SECRET of 64 hex digits)
+#        and keeps it on later runs; a .env of yours is added to, not
+#        replaced;
+#      - with .env there and nothing exported, plain `docker-compose config`
+#        resolves every profile with that secret; without it, it stops with
+#        a message that says how to make one;
+#      - with stand-ins for the clients on PATH (they record their arguments
+#        and answer `docker info`): the v2 plugin is preferred and gets
+#        `--profile phaseN up --build --detach`, docker-compose 1.29 is used
+#        when there is no plugin, and down names every profile.
+# 4. Both nginx configs of Phase 3 pass `nginx -t`: the compose one
+#    (phase3-advanced/nginx.conf, with the gateways' container names
+#    replaced by 127.0.0.1, since they only resolve inside compose) and the
+#    native one as scripts/nginx-native-conf.sh writes it.
+# The last line is "N passed, N failed".
 set -u -o pipefail
 
 cd "$(dirname "$0")/.." || exit 1
 # shellcheck source=tests/lib.sh
 source tests/lib.sh
+
+DUMMY_SECRET=compose-check-dummy-secret-0123456789abcdef
 
 if ! command -v docker-compose >/dev/null; then
 	fail "docker-compose is installed" "run scripts/deps.sh"
@@ -32,6 +47,8 @@ if ! command -v docker-compose >/dev/null; then
 	exit 1
 fi
 
+# --- 1. every compose file is valid ----------------------------------------
+section "compose files"
 mapfile -t FILES < <(find . \( -path ./.git -o -path ./build -o -path ./.run \
 	-o -name node_modules \) -prune -o -type f \
 	\( -name 'docker-compose*.yml' -o -name 'docker-compose*.yaml' \
@@ -43,94 +60,173 @@ fi
 
 for file in "${FILES[@]}"; do
 	file=${file#./}
-	if JWT_SECRET=compose-check-dummy-secret-0123456789abcdef \
-		docker-compose -f "$file" config -q >"$TEST_DIR/compose.out" 2>&1; then
+	if JWT_SECRET=$DUMMY_SECRET docker-compose -f "$file" config -q >"$TEST_DIR/compose.out" 2>&1; then
 		pass "$file is valid (docker-compose config)"
 	else
 		fail "$file is valid (docker-compose config)" "$(head -c 600 "$TEST_DIR/compose.out")"
 	fi
 done
 
-# --- docker-compose.yml's shape -----------------------------------------
-# The resolved config is YAML; the Python that docker-compose runs on has
-# a YAML parser (docker-compose needs it), so use that one.
+# --- 2. docker-compose.yml's shape and the Dockerfile ------------------------
+section "docker-compose.yml and the Dockerfile (tests/compose_check.py)"
+# The resolved config is YAML; the Python that docker-compose runs on has a
+# YAML parser (docker-compose needs it), so use that one.
 COMPOSE_PYTHON=$(head -n 1 "$(command -v docker-compose)" | sed -n 's/^#! *//p')
 COMPOSE_PYTHON=${COMPOSE_PYTHON:-python3}
-if ! JWT_SECRET=compose-check-dummy-secret-0123456789abcdef \
-	docker-compose -f docker-compose.yml config >"$TEST_DIR/resolved.yml" 2>&1; then
+if JWT_SECRET=$DUMMY_SECRET docker-compose -f docker-compose.yml config >"$TEST_DIR/resolved.yml" 2>&1; then
+	$COMPOSE_PYTHON tests/compose_check.py "$TEST_DIR/resolved.yml" "$DUMMY_SECRET" \
+		>"$TEST_DIR/shape.txt" 2>&1
+	# A crash of the checker leaves no "ok" line, or a traceback after them.
+	if ! grep -q '^ok ' "$TEST_DIR/shape.txt" || grep -q '^Traceback' "$TEST_DIR/shape.txt"; then
+		fail "tests/compose_check.py runs" "$(tail -c 800 "$TEST_DIR/shape.txt")"
+	fi
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) pass "${line#ok }" ;;
+		"not ok "*) fail "${line#not ok }" ;;
+		esac
+	done <"$TEST_DIR/shape.txt"
+else
 	fail "docker-compose.yml resolves" "$(head -c 600 "$TEST_DIR/resolved.yml")"
-	finish
-	exit 1
 fi
 
-# Prints one line per finding: "ok <what>" or "not ok <what>: <why>".
-$COMPOSE_PYTHON - "$TEST_DIR/resolved.yml" >"$TEST_DIR/shape.txt" 2>&1 <<'PYTHON'
-import os
-import sys
+# --- 3. scripts/compose.sh ---------------------------------------------------
+section "scripts/compose.sh, on a copy in $TEST_DIR/repo"
+REPO="$TEST_DIR/repo"
+mkdir -p "$REPO/scripts" "$REPO/phase3-advanced"
+cp scripts/compose.sh "$REPO/scripts/"
+cp docker-compose.yml "$REPO/"
+cp phase3-advanced/nginx.conf "$REPO/phase3-advanced/"
 
-import yaml
-
-services = yaml.safe_load(open(sys.argv[1]))["services"]
-phases = {
-    "phase1": {"redis", "monolith"},
-    "phase2": {"redis", "users", "url-shortener", "analytics", "gateway"},
-    "phase3": {"redis", "users", "analytics", "url-shortener-v1", "url-shortener-v2",
-               "url-shortener-v2-canary", "api-gateway-1", "api-gateway-2",
-               "api-gateway-3", "nginx", "jaeger"},
+# compose_sh [VAR=VALUE...] -- ARGS...: runs the copy with JWT_SECRET unset
+# and the given variables; keeps its exit status in RC, stdout and stderr
+# together in OUT.
+compose_sh() {
+	local assignments=()
+	while [ "$1" != "--" ]; do
+		assignments+=("$1")
+		shift
+	done
+	shift
+	OUT=$(env -u JWT_SECRET "${assignments[@]}" bash "$REPO/scripts/compose.sh" "$@" 2>&1)
+	RC=$?
 }
-published = {"phase1": {"monolith"}, "phase2": {"gateway"}, "phase3": {"nginx", "jaeger"}}
 
+# env_secret: the JWT_SECRET value(s) in the copy's .env, one per line.
+env_secret() {
+	sed -n 's/^JWT_SECRET=//p' "$REPO/.env" 2>/dev/null
+}
 
-def report(ok, what, why=""):
-    print(("ok " if ok else "not ok ") + what + ("" if ok else ": " + why))
+step "no Docker engine"
+NO_ENGINE="DOCKER_HOST=unix://$TEST_DIR/no-such-docker.sock"
+compose_sh "$NO_ENGINE" -- up 1
+check_eq "up 1 exits 1" 1 "$RC"
+check_match "up 1 says there is no engine and what to run instead" \
+	'^compose: no Docker engine: use make up PHASE=1' "$OUT"
+compose_sh "$NO_ENGINE" -- down
+check_eq "down exits 1" 1 "$RC"
+check_match "down says there is no engine" '^compose: no Docker engine: nothing runs in containers' "$OUT"
+check_true "nothing wrote a .env" test ! -e "$REPO/.env"
 
+step "usage"
+compose_sh -- up 4
+check_eq "up 4 exits 2" 2 "$RC"
+check_match "up 4 prints the usage" '^usage: scripts/compose.sh up 1\|2\|3' "$OUT"
 
-for name, service in sorted(services.items()):
-    report(bool(service.get("profiles")), f"service {name} names a profile", "it has no profiles")
-    build = service.get("build")
-    if build:
-        dockerfile = os.path.join(build["context"], build.get("dockerfile", "Dockerfile"))
-        report(os.path.isfile(dockerfile), f"service {name}'s Dockerfile exists", dockerfile)
-    for volume in service.get("volumes", []):
-        # Bind mounts resolve to absolute paths; named volumes do not.
-        source = volume.get("source", "") if isinstance(volume, dict) else volume.split(":")[0]
-        if source.startswith("/"):
-            report(os.path.exists(source), f"service {name} mounts an existing {os.path.basename(source)}",
-                   f"{source} does not exist")
+step ".env"
+compose_sh -- env
+check_eq "env exits 0" 0 "$RC"
+check_match "env says it wrote a new secret" 'wrote a new random JWT_SECRET' "$OUT"
+FIRST_SECRET=$(env_secret)
+check_match ".env has one JWT_SECRET of 64 hex digits" '^[0-9a-f]{64}$' "$FIRST_SECRET"
+check_eq ".env is readable by its owner only" 600 "$(stat -c %a "$REPO/.env" 2>/dev/null)"
+check_match ".env says what it is" '^# Made by scripts/compose.sh' "$(head -n 1 "$REPO/.env")"
+compose_sh -- env
+check_match "a second run keeps it" 'using the JWT_SECRET in .env' "$OUT"
+check_eq "the secret is the same" "$FIRST_SECRET" "$(env_secret)"
+compose_sh JWT_SECRET=from-the-shell -- env
+check_match "an exported JWT_SECRET is pointed out" 'JWT_SECRET is set in your environment' "$OUT"
 
-for phase, wanted in phases.items():
-    members = {n for n, s in services.items() if phase in s.get("profiles", [])}
-    report(members == wanted, f"profile {phase} is {', '.join(sorted(wanted))}",
-           f"it is {', '.join(sorted(members))}")
-    with_ports = {n for n in members if n != "redis" and services[n].get("ports")}
-    report(with_ports == published[phase],
-           f"in {phase} only {', '.join(sorted(published[phase]))} publishes a port",
-           f"these do: {', '.join(sorted(with_ports))}")
-
-# Phase 3: the gateways believe X-Forwarded-For from nginx alone, so
-# TRUSTED_PROXIES must be nginx's fixed address on the network they share.
-nginx_networks = services.get("nginx", {}).get("networks") or {}
-nginx_addresses = {(n or {}).get("ipv4_address") for n in nginx_networks.values()} - {None}
-for name in ("api-gateway-1", "api-gateway-2", "api-gateway-3"):
-    environment = services.get(name, {}).get("environment") or {}
-    trusted = environment.get("TRUSTED_PROXIES", "")
-    report(trusted != "" and set(trusted.split(",")) <= nginx_addresses,
-           f"{name} trusts nginx's address ({', '.join(sorted(nginx_addresses))})",
-           f"TRUSTED_PROXIES is '{trusted}'")
-    report(environment.get("INSTANCE_ID") == name, f"{name} has INSTANCE_ID={name}",
-           f"it is '{environment.get('INSTANCE_ID')}'")
-PYTHON
-if ! grep -q '^ok ' "$TEST_DIR/shape.txt"; then
-	fail "docker-compose.yml's shape can be checked" "$(head -c 600 "$TEST_DIR/shape.txt")"
+step "plain docker-compose reads .env"
+for phase in 1 2 3; do
+	if (cd "$REPO" && env -u JWT_SECRET docker-compose --profile "phase$phase" config \
+		>"$TEST_DIR/env-phase$phase.yml" 2>"$TEST_DIR/env-phase$phase.err"); then
+		check_eq "--profile phase$phase config resolves JWT_SECRET from .env, nothing exported" \
+			"$FIRST_SECRET" "$("$COMPOSE_PYTHON" -c 'import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+print(services["monolith"]["environment"]["JWT_SECRET"])' "$TEST_DIR/env-phase$phase.yml" 2>&1)"
+	else
+		fail "--profile phase$phase config resolves JWT_SECRET from .env, nothing exported" \
+			"$(head -c 600 "$TEST_DIR/env-phase$phase.err")"
+	fi
+done
+mv "$REPO/.env" "$REPO/.env.kept"
+if (cd "$REPO" && env -u JWT_SECRET docker-compose config -q >"$TEST_DIR/no-env.out" 2>&1); then
+	fail "without .env, config stops" "it succeeded"
+else
+	check_match "without .env, config stops and says how to make one" \
+		'JWT_SECRET.*is not set: run make compose-up' "$(tr '\n' ' ' <"$TEST_DIR/no-env.out")"
 fi
-while IFS= read -r line; do
-	case $line in
-	"ok "*) pass "${line#ok }" ;;
-	"not ok "*) fail "${line#not ok }" ;;
-	esac
-done <"$TEST_DIR/shape.txt"
 
-# --- Phase 3's nginx configs ---------------------------------------------
+step "a .env of yours"
+printf 'COMPOSE_PROJECT_NAME=kit\n' >"$REPO/.env"
+compose_sh -- env
+check_eq "env exits 0" 0 "$RC"
+check_eq "your line stays" "COMPOSE_PROJECT_NAME=kit" "$(head -n 1 "$REPO/.env")"
+check_match "a JWT_SECRET is added" '^[0-9a-f]{64}$' "$(env_secret)"
+printf 'JWT_SECRET=\n' >"$REPO/.env"
+compose_sh -- env
+check_eq "an empty JWT_SECRET= line: env exits 1" 1 "$RC"
+check_match "... and says which line to fix" 'has a JWT_SECRET line, but not as JWT_SECRET=<value>' "$OUT"
+check_eq "... and adds no second line" 1 "$(grep -c JWT_SECRET "$REPO/.env")"
+mv "$REPO/.env.kept" "$REPO/.env"
+
+# Stand-ins for the clients: `docker` answers `info` (an engine is there),
+# answers `compose version` only when FAKE_PLUGIN=1, and records what else
+# it is asked, as `docker-compose` does.
+FAKES="$TEST_DIR/fakes"
+mkdir -p "$FAKES"
+cat >"$FAKES/docker" <<'EOF'
+#!/bin/sh
+case "$1 ${2:-}" in
+"info "*) exit 0 ;;
+"compose version") [ "${FAKE_PLUGIN:-0}" = 1 ]; exit $? ;;
+esac
+echo "docker $*" >>"$FAKE_LOG"
+EOF
+cat >"$FAKES/docker-compose" <<'EOF'
+#!/bin/sh
+echo "docker-compose $*" >>"$FAKE_LOG"
+EOF
+chmod +x "$FAKES/docker" "$FAKES/docker-compose"
+FAKE_LOG="$TEST_DIR/fake-clients.log"
+
+step "with the v2 plugin"
+: >"$FAKE_LOG"
+compose_sh PATH="$FAKES:$PATH" FAKE_PLUGIN=1 FAKE_LOG="$FAKE_LOG" -- up 2
+check_eq "up 2 exits 0" 0 "$RC"
+check_eq "it runs docker compose --profile phase2 up --build --detach" \
+	"docker compose --profile phase2 up --build --detach" "$(cat "$FAKE_LOG")"
+check_match "it says where phase 2 answers" 'http://localhost:3000/api/v1' "$OUT"
+check_eq "it keeps the secret in .env" "$FIRST_SECRET" "$(env_secret)"
+: >"$FAKE_LOG"
+compose_sh PATH="$FAKES:$PATH" FAKE_PLUGIN=1 FAKE_LOG="$FAKE_LOG" -- down
+check_eq "down exits 0" 0 "$RC"
+check_eq "down names every profile" \
+	"docker compose --profile phase1 --profile phase2 --profile phase3 down --remove-orphans" \
+	"$(cat "$FAKE_LOG")"
+
+step "with docker-compose 1.29 only"
+: >"$FAKE_LOG"
+compose_sh PATH="$FAKES:$PATH" FAKE_PLUGIN=0 FAKE_LOG="$FAKE_LOG" -- up 3
+check_eq "up 3 exits 0" 0 "$RC"
+check_eq "it runs docker-compose --profile phase3 up --build --detach" \
+	"docker-compose --profile phase3 up --build --detach" "$(cat "$FAKE_LOG")"
+check_match "it names Jaeger's UI" 'http://localhost:16686' "$OUT"
+step ""
+
+# --- 4. Phase 3's nginx configs ---------------------------------------------
+section "nginx configs"
 # nginx_t DESCRIPTION FILE [PREFIX_DIR]: `nginx -t` accepts FILE (relative
 # paths in it are relative to PREFIX_DIR, as when nginx runs with -p). -e
 # keeps the error log of the test itself out of /var/log/nginx.
