@@ -163,6 +163,12 @@ struct kit_http_framing {
 int kit_http_read_fields(const struct kit_http_header *fields, int count,
 			 int version_minor, struct kit_http_framing *framing);
 
+/* The detail a server sends with a refusal of kit_http_parse_head() or of
+ * the field rules (400, 431, 501, 505), the same on every server core:
+ * "the request is malformed", "the request head is too large", ... Never
+ * NULL; a static string. */
+const char *kit_http_refusal_detail(int status);
+
 /* The value of the first header field called name (compared without case,
  * ASCII only), or NULL when there is none. Points into the parsed buffer. */
 const char *kit_http_header_value(const struct kit_http_head *head,

@@ -23,13 +23,19 @@
 
 #include "app/internal.h"
 #include "kit/request.h"
+#include "server/civetweb_guard.h"
 
 /* civetweb's request handler: the context from civetweb's request info. */
 static int dispatch(struct mg_connection *conn, void *cbdata)
 {
 	const struct mg_request_info *info = mg_get_request_info(conn);
 	struct kit_request req;
+	/* What the event-loop core's parser refuses is refused here too, and
+	 * the connection closed (civetweb_guard.c). */
+	int refused = kit_civetweb_guard(conn, cbdata);
 
+	if (refused != 0)
+		return refused;
 	memset(&req, 0, offsetof(struct kit_request, extra_headers));
 	req.extra_headers[0] = '\0';
 	req.extra_headers_len = 0;
@@ -99,6 +105,8 @@ int kit_civetweb_run(struct kit_app *app, const sigset_t *stop_signals)
 	callbacks.init_thread = thread_start;
 	callbacks.exit_thread = thread_stop;
 	callbacks.log_message = log_civetweb_message;
+	/* civetweb's own refusals as problem+json (civetweb_guard.c). */
+	callbacks.http_error = kit_civetweb_error_page;
 
 	mg_init_library(0);
 	ctx = mg_start(&callbacks, app, options);

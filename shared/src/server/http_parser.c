@@ -505,6 +505,16 @@ int kit_http_parse_head(char *buf, size_t len, size_t max_head,
 	return 0;
 }
 
+const char *kit_http_refusal_detail(int status)
+{
+	switch (status) {
+	case 431: return "the request head is too large";
+	case 501: return "only the chunked transfer coding is supported";
+	case 505: return "only HTTP/1.0 and HTTP/1.1 are served";
+	default: return "the request is malformed";
+	}
+}
+
 const char *kit_http_header_value(const struct kit_http_head *head,
 				  const char *name)
 {
