@@ -131,6 +131,11 @@ int kit_request_body(struct kit_request *req)
 			req->body = bigger;
 		}
 		n = mg_read(req->conn, req->body + req->body_len, capacity - req->body_len);
+		/* civetweb's chunked reader says -1 for bad framing (a size
+		 * that is not hex, data not followed by CRLF): not the end of
+		 * the body, a malformed one, as the event-loop core says. */
+		if (n < 0 && declared < 0)
+			return kit_problem(req, 400, "the chunked body is malformed");
 		if (n <= 0)
 			break;
 		req->body_len += (size_t)n;

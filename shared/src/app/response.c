@@ -123,8 +123,9 @@ static const char *http_date(void)
 }
 
 /* Whether the connection will close after this response, so the client is
- * told rather than surprised: the client asked, or civetweb will close it
- * (it always does after a 401, and after a body we did not read). */
+ * told rather than surprised: the client asked, or the kit closes it
+ * (after a 401, and after a body it did not read; on civetweb, kit_respond
+ * tells civetweb so). */
 static bool closes_connection(const struct kit_request *req, int status)
 {
 	const struct mg_request_info *info;
@@ -135,7 +136,9 @@ static bool closes_connection(const struct kit_request *req, int status)
 	if (req->loop_conn != NULL) /* event loop: the parser read Connection */
 		return req->http == NULL || !req->http->keep_alive || req->body_too_large;
 	info = mg_get_request_info(req->conn);
-	if (info->content_length > 0 && !req->body_read)
+	/* A body not read, or not read whole (malformed chunks). */
+	if (!req->body_read && (info->content_length > 0 ||
+				kit_request_header(req, "Transfer-Encoding") != NULL))
 		return true;
 	connection = kit_request_header(req, "Connection");
 	return connection != NULL && strcasecmp(connection, "close") == 0;
@@ -205,6 +208,11 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 	closing = closes_connection(req, status);
 	if (closing)
 		append(buffer, &head_len, "Connection: close\r\n");
+	/* civetweb does not close because a response says so: it would
+	 * first read (and drop) a body nobody read, then go on. Told, it
+	 * closes once the handler returns. */
+	if (closing && req->loop_conn == NULL)
+		mg_disable_connection_keep_alive(req->conn);
 	append(buffer, &head_len, "%s\r\n", req->extra_headers);
 	if (send_body && len > 0 && !no_length)
 		memcpy(buffer + head_len, body, len);
