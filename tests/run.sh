@@ -160,6 +160,7 @@ all)
 		env SERVER_CORE=threads bash tests/phase2.sh build/bin
 	run_script "event-loop server core (build/bin)" bash tests/event_loop.sh build/bin
 	run_sanitized "event-loop server core ASan+UBSan (build/asan)" bash tests/event_loop.sh build/asan/bin
+	run_script "conformance: both gateway cores, a civetweb service, nginx" bash tests/conformance.sh build/bin
 	run_script "phase 3 (build/bin)" bash tests/phase3.sh build/bin
 	run_sanitized "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin
