@@ -203,6 +203,12 @@ CASES = [
          nginx="as lf-request-line"),
     Case("lf-last-then-crlf", b"GET {P}/a?t={T} HTTP/1.1\r\nHost: {H}\r\nX-A: b\n\r\n\r\n", 400,
          nginx="as lf-request-line"),
+    Case("cr-cr-request-line", b"GET {P}/a?t={T} HTTP/1.1\r\rHost: {H}\r\n\r\n", 400,
+         civetweb=("served", "CR CR after the version leaves the two NULs a CR LF leaves")),
+    Case("http10-lf-no-fields", b"GET {P}/a?t={T} HTTP/1.0\n\n", 400, closes=True,
+         civetweb=("served", "with no field, the request line's LF LF leaves the NULs a "
+                             "CR LF CR LF leaves, and what follows is past the head"),
+         nginx="as lf-request-line"),
     Case("cr-request-line", b"GET {P}/a?t={T} HTTP/1.1\rHost: {H}\r\n\r\n", 400),
     Case("cr-field", b"GET {P}/a?t={T} HTTP/1.1\r\nHost: {H}\r\nX-A: b\rX-C: d\r\n\r\n", 400),
     Case("obs-fold", get(b"X-A: one\r\n two\r\n"), 400,
@@ -218,6 +224,7 @@ CASES = [
                "lenient reader); one SP exactly, or two servers split the line apart"),
     Case("two-spaces-before-version", b"GET {P}/a?t={T}  HTTP/1.1\r\nHost: {H}\r\n\r\n", 400,
          nginx="as two-spaces-after-method"),
+    Case("obs-fold-hides-host", b"GET {P}/a?t={T} HTTP/1.1\r\nX-A: one\r\n two\r\nHost: {H}\r\n\r\n", 400),
     Case("obs-fold-first-line", b"GET {P}/a?t={T} HTTP/1.1\r\n Host: {H}\r\n\r\n", 400),
     Case("space-before-request-line", b" GET {P}/a?t={T} HTTP/1.1\r\nHost: {H}\r\n\r\n", 400,
          civetweb=("served", "civetweb skips whitespace before the request line; "
