@@ -492,14 +492,12 @@ class Run:
         return "closed" if self.after == "closed" else "none"
 
 
-def served_count(case, server, expected):
-    """How many final answers the case's own requests should get."""
-    return case.served if expected.get("status") == "served" else 1
-
-
 def perform(case, server, expected):
+    """Sends case to server, reads what comes back, probes the connection,
+    sends the control request; returns the Run (the upstream's record is
+    filled in later, once every run is over)."""
     run = Run(case, server)
-    want = served_count(case, server, expected)
+    want = case.served if expected["status"] == "served" else 1
     conn = Connection(server.port)
     try:
         data = render(case.request, run.tag)
