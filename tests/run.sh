@@ -363,6 +363,7 @@ all)
 	run_script "event-loop server core (build/bin)" bash tests/event_loop.sh build/bin
 	run_script "server cores under hostile clients (build/bin)" bash tests/server_limits.sh build/bin
 	run_sanitized "server cores under hostile clients ASan+UBSan (build/asan)" bash tests/server_limits.sh build/asan/bin
+	run_script "conformance: both gateway cores, a civetweb service, nginx" bash tests/conformance.sh build/bin
 	run_script "phase 3 (build/bin)" bash tests/phase3.sh build/bin
 	run_script "phase 1 (build/bin/monolith)" bash tests/phase1.sh build/bin/monolith
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin

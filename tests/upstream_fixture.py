@@ -31,6 +31,18 @@ Endpoints:
                           every request header line exactly as it arrived, in
                           order (a repeated one twice), so a test sees what
                           the gateway passed on, added or dropped.
+  any method /conformance/...
+                          200 {"target": ..., "body_length": N}: what
+                          tests/conformance/run.py sends through the
+                          servers under test; any method is accepted.
+  GET /record             [{"connection", "method", "target", "version",
+                          "headers": [[name, value]...], "body"}, ...]:
+                          exactly what arrived, request by request, in
+                          order (every request but /record, /stats and
+                          /health), so a test can see what a server in
+                          front let through. The body is text as Latin-1
+                          (every byte one character); a chunked request
+                          body is recorded decoded.
 
 Why "per method" on /flaky: the test sends GET /flaky twice and then POST
 /flaky twice through a gateway with one worker thread, so all of it can
@@ -68,6 +80,7 @@ MAX_SLOW_MS = 60000
 
 stats_lock = threading.Lock()
 stats = {}                       # "METHOD /path" -> requests received
+record = []                      # what arrived (GET /record), under stats_lock
 connection_ids = itertools.count(1)
 
 
@@ -93,8 +106,32 @@ class Handler(BaseHTTPRequestHandler):
     # ---- helpers ----
 
     def read_body(self):
+        if (self.headers.get("Transfer-Encoding") or "").strip().lower() == "chunked":
+            return self.read_chunked_body()
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length > 0 else b""
+
+    def read_chunked_body(self):
+        """A chunked body, decoded (trailers read and dropped); a server in
+        front may pass one on as it came."""
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            body += self.rfile.read(size)
+            self.rfile.readline()            # the CRLF after the data
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass                             # trailer lines
+        return body
+
+    def keep(self, body):
+        """Adds what arrived to the record (GET /record)."""
+        with stats_lock:
+            record.append({"connection": self.connection_id, "method": self.command,
+                           "target": self.path, "version": self.request_version,
+                           "headers": [[name, value] for name, value in self.headers.items()],
+                           "body": body.decode("latin-1")})
 
     def count(self, path):
         with stats_lock:
@@ -124,6 +161,8 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body()          # always all of it: keep-alive stays in step
         if url.path != "/stats":
             self.count(url.path)
+        if url.path not in ("/record", "/stats", "/health"):
+            self.keep(body)
 
         if url.path == "/echo" and self.command in ("POST", "PUT"):
             content_type = self.headers.get("Content-Type") or "application/octet-stream"
@@ -159,6 +198,12 @@ class Handler(BaseHTTPRequestHandler):
                 return
             self.reply_json(200, {"method": self.command, "connection": self.connection_id,
                                   "request_on_connection": self.requests_on_connection})
+        elif url.path.startswith("/conformance/"):
+            self.reply_json(200, {"target": self.path, "body_length": len(body)})
+        elif url.path == "/record" and self.command == "GET":
+            with stats_lock:
+                snapshot = list(record)
+            self.reply_json(200, snapshot)
         elif url.path == "/stats" and self.command == "GET":
             with stats_lock:
                 snapshot = dict(stats)
@@ -173,6 +218,13 @@ class Handler(BaseHTTPRequestHandler):
                                   "path": url.path})
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = serve
+
+    def __getattr__(self, name):
+        # Any other method (TRACE, FOO, ...) is served too: what a server
+        # in front passes on is for the test to see, not for us to refuse.
+        if name.startswith("do_"):
+            return self.serve
+        raise AttributeError(name)
 
 
 def main():

@@ -2,9 +2,14 @@
  * kit/http_parser.h - reading an HTTP/1.1 request off a socket, for a
  * server that gets its bytes in whatever pieces epoll hands it.
  *
- * Three parts, each usable alone:
+ * Four parts, each usable alone:
  *   - kit_http_parse_head(): the request line and the header fields, parsed
  *     in place in the caller's buffer once the empty line has arrived;
+ *   - the field rules it applies, one function each (kit_http_is_token(),
+ *     kit_http_version(), kit_http_content_length(), kit_http_is_host(),
+ *     kit_http_read_fields() ...), so a server whose own parser has already
+ *     split the head (civetweb: shared/src/server/civetweb_guard.c) refuses
+ *     exactly what this one refuses;
  *   - kit_http_path_normalize(): the path part of the target, percent-decoded
  *     and with "." / ".." segments and repeated slashes removed, so that a
  *     route prefix check on the result cannot be walked around;
@@ -92,8 +97,9 @@ struct kit_http_head {
  *       control character other than HTAB in a header value, both
  *       Content-Length and Transfer-Encoding, a Content-Length that is not
  *       only digits, too large for long long, or sent twice with different
- *       values. A bare LF or lone CR is refused as soon as it is seen, even
- *       before the head is complete.
+ *       values; no Host on HTTP/1.1, more than one Host, or a Host that is
+ *       not uri-host [":" port] (RFC 9112 3.2). A bare LF or lone CR is
+ *       refused as soon as it is seen, even before the head is complete.
  *   431 no empty line within max_head bytes (the head, empty line included,
  *       must fit in max_head), or more than KIT_HTTP_MAX_HEADERS fields.
  *   501 a Transfer-Encoding other than exactly "chunked" (any case; several
@@ -103,21 +109,65 @@ struct kit_http_head {
  * with the status and close the connection.
  *
  * Empty lines (CRLF) before the request line are skipped (RFC 9112 2.2) and
- * counted in head_len. Host is not checked: that is the caller's to decide.
+ * counted in head_len. The header fields go through kit_http_read_fields().
  */
 int kit_http_parse_head(char *buf, size_t len, size_t max_head,
 			struct kit_http_head *head);
 
+/* ---- the field rules, one by one --------------------------------------
+ * What kit_http_parse_head() checks, as functions of their own. Values may
+ * come with OWS around them (civetweb keeps a value's trailing spaces):
+ * the functions that read a value ignore it. */
+
+/* s[0..len) is a token (RFC 9110 5.6.2): non-empty, and only letters,
+ * digits and !#$%&'*+-.^_`|~. What a method and a field name must be. */
+bool kit_http_is_token(const char *s, size_t len);
+
+/* value (NUL-terminated) holds no control character but HTAB: no CR, LF
+ * or escape sequence for a log to replay (obs-text, 0x80-0xff, is kept). */
+bool kit_http_is_field_value(const char *value);
+
+/* The version text[0..len), as sent ("HTTP/1.1"). Returns 0 with *minor
+ * set for HTTP/1.0 (0) and HTTP/1.1 (1); 505 for another well-formed
+ * "HTTP/" DIGIT "." DIGIT; 400 for anything else ("HTTP/1.10", "HTTP/1",
+ * "http/1.1"). */
+int kit_http_version(const char *text, size_t len, int *minor);
+
+/* A Content-Length value: digits only (no sign, no "0x", no list), fitting
+ * a long long. Returns 0 with *length set, or 400. */
+int kit_http_content_length(const char *value, long long *length);
+
+/* A Host value is uri-host [":" port] (RFC 9112 3.2, RFC 3986 3.2.2): a
+ * reg-name or IPv4 address (letters, digits, -._~!$&'()*+,;= and %XX), or
+ * an IP-literal in brackets, then optionally ':' and digits. Empty is
+ * valid (a target without an authority). */
+bool kit_http_is_host(const char *value);
+
+/* What the header fields say about the body and the connection. */
+struct kit_http_framing {
+	long long content_length; /* -1 when there is none             */
+	bool chunked;             /* Transfer-Encoding: chunked        */
+	bool keep_alive;          /* as struct kit_http_head's         */
+	bool expect_continue;     /* as struct kit_http_head's         */
+};
+
 /*
- * The framing of a head whose request line and header fields are already
- * split (version_minor, headers and header_count filled): content_length,
- * chunked, keep_alive and expect_continue, by the rules and refusals
- * kit_http_parse_head() applies (it calls this). A server whose own parser
- * split the head (civetweb) calls it too, so both read framing alike.
- * Returns 0; 400 for a bad or conflicting Content-Length or Content-Length
- * beside Transfer-Encoding; 501 for a Transfer-Encoding other than chunked.
+ * Applies the rules for the fields that frame a request to
+ * fields[0..count) of an HTTP/1.<version_minor> request, and fills
+ * *framing. Returns 0; 400 for a Content-Length that is not
+ * kit_http_content_length()'s, two different ones, Content-Length beside
+ * Transfer-Encoding, two Host fields, none on HTTP/1.1, or one that is
+ * not kit_http_is_host()'s; 501 for a Transfer-Encoding other than one
+ * "chunked". The same order as kit_http_parse_head() reports them.
  */
-int kit_http_read_framing(struct kit_http_head *head);
+int kit_http_read_fields(const struct kit_http_header *fields, int count,
+			 int version_minor, struct kit_http_framing *framing);
+
+/* The detail a server sends with a refusal of kit_http_parse_head() or of
+ * the field rules (400, 431, 501, 505), the same on every server core:
+ * "the request is malformed", "the request head is too large", ... Never
+ * NULL; a static string. */
+const char *kit_http_refusal_detail(int status);
 
 /* The value of the first header field called name (compared without case,
  * ASCII only), or NULL when there is none. Points into the parsed buffer. */

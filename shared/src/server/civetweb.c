@@ -48,6 +48,7 @@
 #include "kit/config.h"
 #include "kit/http_parser.h"
 #include "kit/request.h"
+#include "server/civetweb_guard.h"
 #include "server/core.h"
 
 /* A request's connection, as this core's transport sees it. */
@@ -131,14 +132,19 @@ static const struct kit_transport civetweb_transport = {
  * and the client could lose the answer: civetweb's graceful close only
  * shuts down writing on Linux. So what is left of the body is read and
  * dropped first (nginx's lingering close), at most MAX_BODY_BYTES and
- * until the request's deadline; a client that sends more than that is
- * closed on anyway. */
+ * until the request's deadline. Not drained: a body the client holds back
+ * until "100 Continue", which it never got, and a declared body longer
+ * than the limit (the client is closed on anyway). */
 static void drain_unread_body(struct civetweb_conn *conn, const struct kit_http_policy *policy)
 {
 	char sink[8192];
 	long long drained = 0;
 
 	if (conn->body_done || (conn->head.content_length <= 0 && !conn->head.chunked))
+		return;
+	if (conn->head.expect_continue && !conn->continue_sent)
+		return;
+	if (conn->head.content_length - conn->body_read > policy->max_body_bytes)
 		return;
 	while (drained < policy->max_body_bytes && kit_now_ns() < conn->body_deadline_ns) {
 		int n = mg_read(conn->mg, sink, sizeof(sink));
@@ -150,10 +156,15 @@ static void drain_unread_body(struct civetweb_conn *conn, const struct kit_http_
 }
 
 /* The head as the kit sees it, from civetweb's request info: the fields
- * civetweb split, and the framing by the kit's rules. Returns 0, or the
- * status the kit refuses the request with. */
-static int civetweb_head(const struct mg_request_info *info, struct kit_http_head *head)
+ * civetweb split, checked and framed by the kit's strict rules
+ * (civetweb_guard.c). Returns 0, or the status the kit refuses the request
+ * with and *detail. */
+static int civetweb_head(const struct mg_request_info *info, struct kit_http_head *head,
+			 const char **detail)
 {
+	struct kit_http_framing framing;
+	int refusal = kit_civetweb_check(info, &framing, detail);
+
 	head->method = info->request_method;
 	/* With decode_url off, request_uri is the target as sent, its '?'
 	 * already cut off by civetweb (the query is query_string). */
@@ -166,18 +177,26 @@ static int civetweb_head(const struct mg_request_info *info, struct kit_http_hea
 		head->headers[i].name = info->http_headers[i].name;
 		head->headers[i].value = info->http_headers[i].value;
 	}
-	return kit_http_read_framing(head);
+	if (refusal != 0)
+		return refusal;
+	head->content_length = framing.content_length;
+	head->chunked = framing.chunked;
+	head->keep_alive = framing.keep_alive;
+	head->expect_continue = framing.expect_continue;
+	return 0;
 }
 
-/* civetweb's request handler: the request as the app wants it, served. */
-static int dispatch(struct mg_connection *mg, void *cbdata)
+/* Serves the request civetweb parsed on mg: refused with refusal and
+ * detail when that is not 0, as the event-loop core refuses (the app
+ * answers it after its outer middleware, and the connection closes). */
+static int serve(const struct kit_server_config *config, struct mg_connection *mg,
+		 int refusal, const char *detail)
 {
-	const struct kit_server_config *config = cbdata;
 	const struct mg_request_info *info = mg_get_request_info(mg);
-	struct civetweb_conn conn = { .mg = mg };
+	struct civetweb_conn conn = { .mg = mg, .head = { .content_length = -1 } };
 	struct kit_request req;
 	char *path;
-	int refusal;
+	size_t path_len = refusal == 0 ? strlen(info->request_uri) : 0;
 
 	memset(&req, 0, offsetof(struct kit_request, extra_headers));
 	req.extra_headers[0] = '\0';
@@ -188,37 +207,57 @@ static int dispatch(struct mg_connection *mg, void *cbdata)
 	req.start_ns = kit_now_ns();
 	conn.body_deadline_ns = req.start_ns +
 		(uint64_t)config->policy.request_timeout_ms * 1000000ULL;
-	req.method = info->request_method;
-	req.query = info->query_string;
+	req.method = "GET"; /* a refusal has a body, whatever the method */
+	req.query = NULL;
 	snprintf(req.peer, sizeof(req.peer), "%s", info->remote_addr);
 
-	refusal = civetweb_head(info, &conn.head);
-	path = malloc(conn.head.path_len + 1);
+	if (refusal == 0)
+		refusal = civetweb_head(info, &conn.head, &detail);
+	path = malloc(path_len + 1);
 	if (path == NULL) {
 		mg_disable_connection_keep_alive(mg);
 		return 0; /* civetweb answers 500 */
 	}
 	req.path = path;
+	if (refusal == 0) {
+		req.method = info->request_method;
+		req.query = info->query_string;
+		refusal = kit_http_path_normalize(info->request_uri, path_len, path, path_len + 1);
+		detail = "the request path is malformed";
+	}
 	if (refusal != 0) {
 		req.refusal = refusal;
-		req.refusal_detail = refusal == 501 ? "only the chunked transfer coding is supported"
-						    : "the request's framing is malformed";
-	} else {
-		refusal = kit_http_path_normalize(info->request_uri, conn.head.path_len,
-						  path, conn.head.path_len + 1);
-		if (refusal != 0) {
-			req.refusal = refusal;
-			req.refusal_detail = "the request path is malformed";
-		}
-	}
-	if (req.refusal != 0) {
-		strcpy(path, "");
-		conn.head.keep_alive = false; /* what follows cannot be trusted */
+		req.refusal_detail = detail;
+		req.method = "GET";
+		req.query = NULL;
+		strcpy(path, ""); /* no "instance": the path is not trusted */
+		conn.head.header_count = 0; /* nor its fields */
+		conn.head.keep_alive = false; /* nor what follows it */
 	}
 	config->serve(config->app, &req);
 	drain_unread_body(&conn, &config->policy);
 	free(path);
 	return req.status;
+}
+
+/* civetweb's request handler: every request civetweb parsed. */
+static int dispatch(struct mg_connection *mg, void *cbdata)
+{
+	return serve(cbdata, mg, 0, NULL);
+}
+
+/* civetweb's http_error callback: civetweb refused a request before the kit
+ * saw it, and would send a text/plain page. The kit answers instead, with
+ * the strict parser's status for the same bytes, as problem+json, and
+ * closes. Returns 0: handled. */
+static int civetweb_refused(struct mg_connection *mg, int status, const char *message)
+{
+	const struct kit_server_config *config = mg_get_user_data(mg_get_context(mg));
+	int strict = kit_civetweb_strict_status(mg_get_request_info(mg), status);
+
+	(void)message; /* civetweb's own wording; ours is the strict parser's */
+	serve(config, mg, strict, kit_http_refusal_detail(strict));
+	return 0;
 }
 
 /* ---- the workers ---- */
@@ -480,6 +519,8 @@ static int civetweb_run(const struct kit_server_config *config, const sigset_t *
 	callbacks.init_thread = worker_start;
 	callbacks.exit_thread = worker_stop;
 	callbacks.log_message = log_civetweb_message;
+	/* civetweb's own refusals answered as the kit's (civetweb_refused). */
+	callbacks.http_error = civetweb_refused;
 
 	mg_init_library(0);
 	ctx = mg_start(&callbacks, (void *)config, options);

@@ -40,11 +40,15 @@ static int hex_value(unsigned char ch)
 	return -1;
 }
 
+static bool is_alpha(unsigned char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
 /* A character of a token (RFC 9110 5.6.2): methods and header names. */
 static bool is_token_char(unsigned char ch)
 {
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    is_digit(ch))
+	if (is_alpha(ch) || is_digit(ch))
 		return true;
 	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
 }
@@ -88,6 +92,17 @@ static bool equal_ignoring_case(const char *s, size_t len, const char *word)
 	return true;
 }
 
+/* Narrows s[0..*len) to its part without the OWS around it. */
+static void trim_whitespace(const char **s, size_t *len)
+{
+	while (*len > 0 && is_whitespace((unsigned char)**s)) {
+		(*s)++;
+		(*len)--;
+	}
+	while (*len > 0 && is_whitespace((unsigned char)(*s)[*len - 1]))
+		(*len)--;
+}
+
 /* True when the comma-separated list (as in Connection) holds token,
  * compared without case; each element's surrounding OWS is ignored. */
 static bool list_has_token(const char *list, const char *token)
@@ -110,6 +125,193 @@ static bool list_has_token(const char *list, const char *token)
 			return true;
 	}
 	return false;
+}
+
+/* ---- the field rules -------------------------------------------------- */
+
+bool kit_http_is_token(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!is_token_char((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+bool kit_http_is_field_value(const char *value)
+{
+	for (const char *p = value; *p != '\0'; p++) {
+		if (is_control((unsigned char)*p) && *p != '\t')
+			return false;
+	}
+	return true;
+}
+
+int kit_http_version(const char *text, size_t len, int *minor)
+{
+	if (len != 8 || memcmp(text, "HTTP/", 5) != 0 ||
+	    !is_digit((unsigned char)text[5]) || text[6] != '.' ||
+	    !is_digit((unsigned char)text[7]))
+		return 400;
+	if (text[5] != '1' || (text[7] != '0' && text[7] != '1'))
+		return 505;
+	*minor = text[7] - '0';
+	return 0;
+}
+
+int kit_http_content_length(const char *value, long long *length)
+{
+	size_t len = strlen(value);
+	long long n = 0;
+
+	trim_whitespace(&value, &len);
+	if (len == 0)
+		return 400;
+	for (size_t i = 0; i < len; i++) {
+		if (!is_digit((unsigned char)value[i]))
+			return 400; /* "+5", "-1", "0x10", "5, 5", "1 2" */
+		int digit = value[i] - '0';
+		if (n > (LLONG_MAX - digit) / 10)
+			return 400;
+		n = n * 10 + digit;
+	}
+	*length = n;
+	return 0;
+}
+
+/* A character a reg-name may hold as it is (RFC 3986 3.2.2: unreserved and
+ * sub-delims); '%' is checked by the caller. */
+static bool is_host_char(unsigned char ch)
+{
+	if (is_alpha(ch) || is_digit(ch))
+		return true;
+	return ch != '\0' && strchr("-._~!$&'()*+,;=", ch) != NULL;
+}
+
+bool kit_http_is_host(const char *value)
+{
+	size_t len = strlen(value);
+	size_t i = 0;
+
+	trim_whitespace(&value, &len);
+	if (len > 0 && value[0] == '[') {
+		/* IP-literal: "[" IPv6address / IPvFuture "]", loosely */
+		for (i = 1; i < len && value[i] != ']'; i++) {
+			unsigned char ch = (unsigned char)value[i];
+			if (!is_host_char(ch) && ch != ':')
+				return false;
+		}
+		if (i == len || i == 1)
+			return false; /* no "]", or "[]" */
+		i++;
+	} else {
+		/* reg-name (an IPv4 address is one too); may be empty */
+		while (i < len && value[i] != ':') {
+			if (value[i] == '%') {
+				if (len - i < 3 ||
+				    hex_value((unsigned char)value[i + 1]) < 0 ||
+				    hex_value((unsigned char)value[i + 2]) < 0)
+					return false;
+				i += 3;
+				continue;
+			}
+			if (!is_host_char((unsigned char)value[i]))
+				return false;
+			i++;
+		}
+	}
+	if (i == len)
+		return true;
+	if (value[i] != ':')
+		return false; /* "[::1]x" */
+	for (i++; i < len; i++) { /* port = *DIGIT */
+		if (!is_digit((unsigned char)value[i]))
+			return false;
+	}
+	return true;
+}
+
+int kit_http_read_fields(const struct kit_http_header *fields, int count,
+			 int version_minor, struct kit_http_framing *framing)
+{
+	bool has_length = false;
+	int encodings = 0;
+	const char *encoding = NULL;
+	int hosts = 0;
+	bool host_valid = true;
+	bool close = false;
+	bool keep_alive = false;
+	bool expect_continue = false;
+
+	framing->content_length = -1;
+	framing->chunked = false;
+	framing->keep_alive = false;
+	framing->expect_continue = false;
+	for (int i = 0; i < count; i++) {
+		const char *name = fields[i].name;
+		const char *value = fields[i].value;
+		size_t name_len = strlen(name);
+
+		if (equal_ignoring_case(name, name_len, "Content-Length")) {
+			long long length;
+			if (kit_http_content_length(value, &length) != 0)
+				return 400;
+			if (has_length && length != framing->content_length)
+				return 400; /* RFC 9112 6.3 item 5 */
+			has_length = true;
+			framing->content_length = length;
+		} else if (equal_ignoring_case(name, name_len,
+					       "Transfer-Encoding")) {
+			encodings++;
+			encoding = value;
+		} else if (equal_ignoring_case(name, name_len, "Host")) {
+			hosts++;
+			if (!kit_http_is_host(value))
+				host_valid = false;
+		} else if (equal_ignoring_case(name, name_len, "Connection")) {
+			if (list_has_token(value, "close"))
+				close = true;
+			if (list_has_token(value, "keep-alive"))
+				keep_alive = true;
+		} else if (equal_ignoring_case(name, name_len, "Expect")) {
+			size_t value_len = strlen(value);
+			trim_whitespace(&value, &value_len);
+			if (equal_ignoring_case(value, value_len,
+						"100-continue"))
+				expect_continue = true;
+		}
+	}
+
+	/* Both lengths: a front end and a back end may each pick a different
+	 * one and split the stream differently (RFC 9112 6.3 item 3). */
+	if (has_length && encodings > 0)
+		return 400;
+	/* We decode chunked and nothing else; two Transfer-Encoding lines
+	 * are the list "x, y", never exactly "chunked". */
+	if (encodings > 1)
+		return 501;
+	if (encodings == 1) {
+		size_t encoding_len = strlen(encoding);
+		trim_whitespace(&encoding, &encoding_len);
+		if (!equal_ignoring_case(encoding, encoding_len, "chunked"))
+			return 501;
+		framing->chunked = true;
+	}
+	/* Host (RFC 9112 3.2): which site the request is for. Two of them,
+	 * or none on HTTP/1.1, and servers on the way may each route it to
+	 * a different one; a value that is not a host is not one either. */
+	if (hosts > 1 || (hosts == 0 && version_minor == 1) || !host_valid)
+		return 400;
+
+	if (version_minor == 1)
+		framing->keep_alive = !close;
+	else /* Transfer-Encoding on HTTP/1.0: framing not to be trusted
+	      * past this request; close after it (RFC 9112, 6.1) */
+		framing->keep_alive = keep_alive && !close && !framing->chunked;
+	framing->expect_continue = expect_continue && version_minor == 1;
+	return 0;
 }
 
 /* ---- the request head ------------------------------------------------- */
@@ -198,14 +400,7 @@ static int parse_request_line(char *line, char *cr,
 	p++;
 
 	/* 3. The version: "HTTP/" DIGIT "." DIGIT and nothing after it. */
-	if (cr - p != 8 || memcmp(p, "HTTP/", 5) != 0 ||
-	    !is_digit((unsigned char)p[5]) || p[6] != '.' ||
-	    !is_digit((unsigned char)p[7]))
-		return 400;
-	if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
-		return 505;
-	head->version_minor = p[7] - '0';
-	return 0;
+	return kit_http_version(p, (size_t)(cr - p), &head->version_minor);
 }
 
 /*
@@ -215,7 +410,7 @@ static int parse_request_line(char *line, char *cr,
  */
 static int parse_header_line(char *line, char *cr, struct kit_http_head *head)
 {
-	char *p = line;
+	char *p;
 
 	/* 1. obs-fold: a continuation of the line before. RFC 9112 5.2
 	 * lets a server refuse it; joining lines is where parsers differ. */
@@ -224,121 +419,31 @@ static int parse_header_line(char *line, char *cr, struct kit_http_head *head)
 
 	/* 2. The name: a non-empty token directly followed by ':' (no
 	 * whitespace before it, RFC 9112 5.1). */
-	while (p < cr && is_token_char((unsigned char)*p))
-		p++;
-	if (p == line || p == cr || *p != ':')
+	char *colon = memchr(line, ':', (size_t)(cr - line));
+	if (colon == NULL || !kit_http_is_token(line, (size_t)(colon - line)))
 		return 400;
-	char *colon = p;
 
 	/* 3. The value, without the OWS around it; HTAB is the only control
 	 * allowed (no NUL, no escape sequences for a log to replay). */
-	p++;
+	p = colon + 1;
 	while (p < cr && is_whitespace((unsigned char)*p))
 		p++;
 	char *value = p;
 	char *value_end = cr;
 	while (value_end > value && is_whitespace((unsigned char)value_end[-1]))
 		value_end--;
-	for (p = value; p < value_end; p++) {
-		if (is_control((unsigned char)*p) && *p != '\t')
-			return 400;
-	}
+	*value_end = '\0';
+	/* A NUL would end the check early: the length says it is there. */
+	if (strlen(value) != (size_t)(value_end - value) ||
+	    !kit_http_is_field_value(value))
+		return 400;
 
 	if (head->header_count == KIT_HTTP_MAX_HEADERS)
 		return 431;
 	*colon = '\0';
-	*value_end = '\0';
 	head->headers[head->header_count].name = line;
 	head->headers[head->header_count].value = value;
 	head->header_count++;
-	return 0;
-}
-
-/* Reads a Content-Length value: digits only, fitting a long long.
- * Returns 0 with *length set, or 400. */
-static int read_content_length(const char *value, long long *length)
-{
-	long long n = 0;
-
-	if (*value == '\0')
-		return 400;
-	for (const char *p = value; *p != '\0'; p++) {
-		if (!is_digit((unsigned char)*p))
-			return 400; /* "+5", "-1", "0x10", "5, 5", "1 2" */
-		int digit = *p - '0';
-		if (n > (LLONG_MAX - digit) / 10)
-			return 400;
-		n = n * 10 + digit;
-	}
-	*length = n;
-	return 0;
-}
-
-/*
- * Fills head's framing and connection fields from its headers: how long
- * the body is, whether the connection stays open, whether the client waits
- * for "100 Continue". Returns 0, 400 or 501.
- */
-int kit_http_read_framing(struct kit_http_head *head)
-{
-	bool has_length = false;
-	int encodings = 0;
-	const char *encoding = NULL;
-	bool close = false;
-	bool keep_alive = false;
-	bool expect_continue = false;
-
-	head->content_length = -1;
-	head->chunked = false;
-	for (int i = 0; i < head->header_count; i++) {
-		const char *name = head->headers[i].name;
-		const char *value = head->headers[i].value;
-		size_t name_len = strlen(name);
-
-		if (equal_ignoring_case(name, name_len, "Content-Length")) {
-			long long length;
-			if (read_content_length(value, &length) != 0)
-				return 400;
-			if (has_length && length != head->content_length)
-				return 400; /* RFC 9112 6.3 item 5 */
-			has_length = true;
-			head->content_length = length;
-		} else if (equal_ignoring_case(name, name_len,
-					       "Transfer-Encoding")) {
-			encodings++;
-			encoding = value;
-		} else if (equal_ignoring_case(name, name_len, "Connection")) {
-			if (list_has_token(value, "close"))
-				close = true;
-			if (list_has_token(value, "keep-alive"))
-				keep_alive = true;
-		} else if (equal_ignoring_case(name, name_len, "Expect")) {
-			if (equal_ignoring_case(value, strlen(value),
-						"100-continue"))
-				expect_continue = true;
-		}
-	}
-
-	/* Both lengths: a front end and a back end may each pick a different
-	 * one and split the stream differently (RFC 9112 6.3 item 3). */
-	if (has_length && encodings > 0)
-		return 400;
-	/* We decode chunked and nothing else; two Transfer-Encoding lines
-	 * are the list "x, y", never exactly "chunked". */
-	if (encodings > 1)
-		return 501;
-	if (encodings == 1) {
-		if (!equal_ignoring_case(encoding, strlen(encoding), "chunked"))
-			return 501;
-		head->chunked = true;
-	}
-
-	if (head->version_minor == 1)
-		head->keep_alive = !close;
-	else /* Transfer-Encoding on HTTP/1.0: framing not to be trusted
-	      * past this request; close after it (RFC 9112, 6.1) */
-		head->keep_alive = keep_alive && !close && !head->chunked;
-	head->expect_continue = expect_continue && head->version_minor == 1;
 	return 0;
 }
 
@@ -385,12 +490,29 @@ int kit_http_parse_head(char *buf, size_t len, size_t max_head,
 		line = cr + 2;
 	}
 
-	/* 4. What the headers say about the body and the connection. */
-	status = kit_http_read_framing(head);
+	/* 4. What the header fields say about the body, the connection and
+	 * the Host (kit_http_read_fields). */
+	struct kit_http_framing framing;
+	status = kit_http_read_fields(head->headers, head->header_count,
+				      head->version_minor, &framing);
 	if (status != 0)
 		return status;
+	head->content_length = framing.content_length;
+	head->chunked = framing.chunked;
+	head->keep_alive = framing.keep_alive;
+	head->expect_continue = framing.expect_continue;
 	head->head_len = head_len;
 	return 0;
+}
+
+const char *kit_http_refusal_detail(int status)
+{
+	switch (status) {
+	case 431: return "the request head is too large";
+	case 501: return "only the chunked transfer coding is supported";
+	case 505: return "only HTTP/1.0 and HTTP/1.1 are served";
+	default: return "the request is malformed";
+	}
 }
 
 const char *kit_http_header_value(const struct kit_http_head *head,

@@ -600,10 +600,7 @@ static void conn_take_head(struct kit_loop_conn *conn)
 	if (result == KIT_HTTP_INCOMPLETE)
 		return; /* the request's deadline runs from its first byte */
 	if (result != 0) {
-		conn_refuse(conn, result, result == 431 ? "the request head is too large"
-				  : result == 505 ? "only HTTP/1.0 and HTTP/1.1 are served"
-				  : result == 501 ? "only the chunked transfer coding is supported"
-				  : "the request is malformed");
+		conn_refuse(conn, result, kit_http_refusal_detail(result));
 		return;
 	}
 	if (conn->path_size < conn->head.path_len + 1) {
