@@ -1,0 +1,58 @@
+/*
+ * tests/fuzz/fake_request.h - one request through a real kit_app, with no
+ * socket: what the service and JWT fuzz targets drive handlers with.
+ *
+ * fuzz_serve() does what the event-loop core does for a request that has
+ * fully arrived (shared/src/server/loop_connection.c): parse the head with
+ * kit_http_parse_head(), normalize the path, hand the body over, and call
+ * kit_app_serve(). The two functions of the core a request touches,
+ * kit_loop_send() (the response bytes) and kit_loop_thread() (the worker's
+ * per-thread resources: the store, the JWT cache), are replaced at link
+ * time with -Wl,--wrap: the response is captured here instead of written
+ * to a socket. Everything else - route matching, the middleware chain, the
+ * handler, the store (STORE=memory) - is the kit's own code.
+ *
+ * Every response is checked on the way (FUZZ_CHECK): written exactly once,
+ * a well-formed head whose status is the one kit_app_serve() returned, no
+ * bare LF or NUL in it, a Content-Length equal to the body's length, and a
+ * JSON body that parses when the Content-Type says JSON.
+ */
+#ifndef KIT_FUZZ_FAKE_REQUEST_H
+#define KIT_FUZZ_FAKE_REQUEST_H
+
+#include <stddef.h>
+
+struct kit_app;
+
+struct fuzz_response {
+	int status;
+	char *raw;        /* every byte written, NUL-terminated (malloc'd)  */
+	size_t raw_len;
+	size_t head_len;  /* the head, its empty line included              */
+	const char *body; /* raw + head_len                                 */
+	size_t body_len;
+};
+
+/* Sets what the fuzzed services need before they are mounted: STORE=memory,
+ * a fixed JWT_SECRET (FUZZ_JWT_SECRET), the cheapest PBKDF2 the users
+ * service allows, API_VERSION=2, PUBLIC_BASE_URL. Existing values win. */
+#define FUZZ_JWT_SECRET "fuzz-secret-0123456789abcdef0123456789abcdef"
+void fuzz_service_environment(void);
+
+/* Serves the request whose head is head[0..head_len) (request line,
+ * header lines, empty line) and whose body is body[0..body_len) through
+ * app. Returns the status answered, with the response in *response (free
+ * it with fuzz_response_free), or -1 when the head does not parse or the
+ * path does not normalize: the server core would have refused it before
+ * the app saw it, and *response is then empty. */
+int fuzz_serve(struct kit_app *app, const char *head, size_t head_len,
+	       const void *body, size_t body_len,
+	       struct fuzz_response *response);
+void fuzz_response_free(struct fuzz_response *response);
+
+/* The value of response header name (case-insensitive) copied into out,
+ * or NULL when the response has no such header or it does not fit. */
+const char *fuzz_response_header(const struct fuzz_response *response,
+				 const char *name, char *out, size_t size);
+
+#endif
