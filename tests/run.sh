@@ -151,6 +151,7 @@ unit)
 	;;
 all)
 	run_unit
+	run_script "fuzz smoke (tests/fuzz.sh, build/fuzz)" bash tests/fuzz.sh smoke
 	run_script "compose files (tests/compose.sh)" bash tests/compose.sh
 	run_script "phase 1 (build/bin/monolith)" bash tests/phase1.sh build/bin/monolith
 	run_sanitized "phase 1 ASan+UBSan (build/asan)" bash tests/phase1.sh build/asan/bin/monolith
