@@ -101,8 +101,10 @@ static long reference_decode(const char *in, size_t len, char *out)
 		unsigned long long size = 0;
 		size_t digits = 0;
 
-		while (i < len && hex((unsigned char)in[i]) >= 0 && digits < 16) {
+		while (i < len && hex((unsigned char)in[i]) >= 0) {
 			size = size * 16 + (unsigned long long)hex((unsigned char)in[i]);
+			if (size > KIT_HTTP_CHUNK_SIZE_MAX)
+				return -1; /* leading zeros are fine, a huge size not */
 			i++;
 			digits++;
 		}

@@ -3,12 +3,16 @@
  * verification. Input: an Authorization header value, normally
  * "Bearer <token>".
  *
- * Two ways in, both the kit's own code:
+ * Three ways in, all the kit's own code:
  *   1. kit_jwt_verify() (shared/src/middleware/jwt.c) on the token (the
  *      input without its "Bearer " prefix) with a fixed HS256 key, at a
  *      fixed time (FUZZ_NOW), under two configurations: no issuer or
  *      audience, and issuer "kit" with audience "kit-api";
- *   2. the auth_jwt middleware (auth_jwt.c), per-thread cache included,
+ *   2. the same, re-signed: the token's last part replaced by the key's
+ *      signature of the rest, so mutated claims reach the claim checks;
+ *      and an input starting with '{' taken as the claims themselves,
+ *      signed here under the header the kit issues;
+ *   3. the auth_jwt middleware (auth_jwt.c), per-thread cache included,
  *      in a kit_app whose one route, GET /me (authenticated), answers with
  *      the verified subject: the request goes through fuzz_serve()
  *      (fake_request.c) with the input as its Authorization header, when
@@ -115,29 +119,43 @@ static bool audience_holds(const cJSON *aud, const char *want)
 	return false;
 }
 
+/* in[0..len) in base64url without padding, into out (4 * len / 3 + 4). */
+static void base64url(const unsigned char *in, size_t len, char *out)
+{
+	int n = EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+
+	while (n > 0 && out[n - 1] == '=')
+		n--;
+	out[n] = '\0';
+	for (int i = 0; i < n; i++)
+		out[i] = out[i] == '+' ? '-' : out[i] == '/' ? '_' : out[i];
+}
+
+/* The HS256 signature of input[0..len) with cfg's key, base64url, into
+ * out (at least 44 bytes). */
+static void sign(const struct kit_jwt_config *cfg, const char *input, size_t len, char *out)
+{
+	unsigned char mac[EVP_MAX_MD_SIZE];
+	unsigned int mac_len = 0;
+
+	HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)input, len,
+	     mac, &mac_len);
+	base64url(mac, mac_len, out);
+}
+
 /* What must be true of a token cfg accepted at now. */
 static void check_accepted(const struct kit_jwt_config *cfg, const char *token,
 			   time_t now, const struct kit_identity *who)
 {
 	const char *dot1 = strchr(token, '.');
 	const char *dot2 = dot1 != NULL ? strchr(dot1 + 1, '.') : NULL;
-	unsigned char mac[EVP_MAX_MD_SIZE];
-	unsigned int mac_len = 0;
 	char expect[128];
-	int n;
 
 	FUZZ_CHECK(dot2 != NULL && strchr(dot2 + 1, '.') == NULL,
 		   "accepted a token without three parts: %s", token);
 
 	/* The signature is the key's, over exactly the first two parts. */
-	HMAC(EVP_sha256(), cfg->secret, (int)cfg->secret_len, (const unsigned char *)token,
-	     (size_t)(dot2 - token), mac, &mac_len);
-	n = EVP_EncodeBlock((unsigned char *)expect, mac, (int)mac_len);
-	while (n > 0 && expect[n - 1] == '=')
-		n--;
-	expect[n] = '\0';
-	for (int i = 0; i < n; i++)
-		expect[i] = expect[i] == '+' ? '-' : expect[i] == '/' ? '_' : expect[i];
+	sign(cfg, token, (size_t)(dot2 - token), expect);
 	FUZZ_CHECK(strcmp(dot2 + 1, expect) == 0,
 		   "accepted signature %s; HMAC-SHA256 of the token is %s", dot2 + 1, expect);
 
@@ -238,7 +256,37 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	verify(&plain, token != NULL ? token : value, FUZZ_NOW, &who);
 	verify(&strict, token != NULL ? token : value, FUZZ_NOW, &who);
 
-	/* 2. The middleware, now. Verified before and after: when both say
+	/* 2. Re-signed: a mutated header or payload breaks the signature, and
+	 * would never reach the claim checks; here the token's last part is
+	 * replaced by the key's signature of what precedes it. And claims as
+	 * JSON: an input starting with '{' is a payload, signed under the
+	 * header the kit issues, so the fuzzer mutates claims, not base64. */
+	const char *t = token != NULL ? token : value;
+	const char *last = strrchr(t, '.');
+	char *resigned = malloc(len * 2 + 128);
+	if (resigned == NULL)
+		abort();
+	if (last != NULL && last != t) {
+		memcpy(resigned, t, (size_t)(last - t) + 1);
+		sign(&plain, t, (size_t)(last - t), resigned + (last - t) + 1);
+		verify(&plain, resigned, FUZZ_NOW, &who);
+		verify(&strict, resigned, FUZZ_NOW, &who);
+	}
+	if (value[0] == '{' && len < 6000) {
+		static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+		base64url((const unsigned char *)header, sizeof(header) - 1, resigned);
+		size_t n = strlen(resigned);
+		resigned[n++] = '.';
+		base64url((const unsigned char *)value, len, resigned + n);
+		n += strlen(resigned + n);
+		resigned[n] = '.';
+		sign(&plain, resigned, n, resigned + n + 1);
+		verify(&plain, resigned, FUZZ_NOW, &who);
+		verify(&strict, resigned, FUZZ_NOW, &who);
+	}
+	free(resigned);
+
+	/* 3. The middleware, now. Verified before and after: when both say
 	 * the same, the middleware, in between, must say it too. */
 	if (len == size && header_keeps(value, len) && len < 16000) {
 		static const char start[] = "GET /me HTTP/1.1\r\nHost: kit\r\nAuthorization: ";

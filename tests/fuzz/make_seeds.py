@@ -109,6 +109,7 @@ write("http_chunked", [
     ("trailers", b"\xff3\r\nabc\r\n0\r\nX-Checksum: 1\r\nX-Other: two\r\n\r\n"),
     ("upper-hex", b"\xffA\r\n0123456789\r\n0\r\n\r\n"),
     ("leading-zeros", b"\xff0005\r\nhello\r\n00\r\n\r\n"),
+    ("many-leading-zeros", b"\xff" + b"0" * 40 + b"5\r\nhello\r\n0\r\n\r\n"),
     ("next-request", b"\xff5\r\nhello\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n"),
     ("json-body", b"\xff" + b"%x\r\n" % len(login) + login + b"\r\n0\r\n\r\n"),
     ("over-limit", b"\x015\r\nhello\r\n0\r\n\r\n"),
@@ -166,6 +167,12 @@ write("jwt", [
     ("four-parts", "Bearer " + token(far) + ".x"),
     ("string-exp", "Bearer " + token({"sub": "alice", "exp": "never"})),
     ("unicode-sub", "Bearer " + token({"sub": "zo\u00eb", "exp": FAR})),
+    # Claims as JSON (fuzz_jwt.c signs them under the kit's header).
+    ("claims-issued", json.dumps(claims, separators=(",", ":"))),
+    ("claims-leeway", json.dumps({"sub": "alice", "exp": NOW - 20}, separators=(",", ":"))),
+    ("claims-nbf", json.dumps(dict(far, nbf=NOW + 20), separators=(",", ":"))),
+    ("claims-iss-aud", json.dumps(dict(far, iss="kit", aud=["kit-api"]), separators=(",", ":"))),
+    ("claims-float-exp", '{"sub":"alice","exp":1.8e9,"nbf":-1e308}'),
 ])
 
 # ---- trace_context (uber-trace-id and traceparent values) -----------------
