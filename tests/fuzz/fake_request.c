@@ -18,6 +18,7 @@
 #include "fake_request.h"
 #include "fuzz.h"
 #include "kit/http_parser.h"
+#include "kit/middleware.h"
 #include "kit/request.h"
 
 /* What kit_loop_send() was handed during one fuzz_serve(). */
@@ -42,6 +43,18 @@ void fuzz_service_environment(void)
 	setenv("API_VERSION", "2", 0);
 	setenv("PUBLIC_BASE_URL", "http://localhost:3000", 0);
 	setenv("PREMIUM_USERS", "alice,premium1", 0);
+}
+
+struct kit_app *fuzz_service_app(const char *name, int default_port)
+{
+	struct kit_app *app;
+
+	fuzz_service_environment();
+	app = kit_app_new(name, default_port);
+	kit_use(app, &kit_request_id);
+	kit_use(app, &kit_metrics);
+	kit_use(app, &kit_identity_headers);
+	return app;
 }
 
 /* Checks what every response must be, and fills *response from it. */
@@ -146,6 +159,39 @@ int fuzz_serve(struct kit_app *app, const char *head_text, size_t head_len,
 	check_response(status, response);
 	free(buffer);
 	return status;
+}
+
+int fuzz_post_json(struct kit_app *app, const char *path, const char *extra_headers,
+		   const void *body, size_t size, struct fuzz_response *response)
+{
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+			 "POST %s HTTP/1.1\r\nHost: kit\r\nContent-Type: application/json\r\n"
+			 "%sContent-Length: %zu\r\n\r\n", path, extra_headers, size);
+
+	if (n < 0 || (size_t)n >= sizeof(head))
+		abort();
+	return fuzz_serve(app, head, (size_t)n, body, size, response);
+}
+
+const char *fuzz_json_string(const cJSON *object, const char *name)
+{
+	const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+
+	return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+bool fuzz_header_keeps(const char *value, size_t len)
+{
+	if (len == 0 || value[0] == ' ' || value[0] == '\t' ||
+	    value[len - 1] == ' ' || value[len - 1] == '\t')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
 }
 
 void fuzz_response_free(struct fuzz_response *response)

@@ -20,6 +20,7 @@
 #ifndef KIT_FUZZ_FAKE_REQUEST_H
 #define KIT_FUZZ_FAKE_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct kit_app;
@@ -39,6 +40,12 @@ struct fuzz_response {
 #define FUZZ_JWT_SECRET "fuzz-secret-0123456789abcdef0123456789abcdef"
 void fuzz_service_environment(void);
 
+/* A service's app as its Phase 2 process builds it (services/<name>/main.c)
+ * minus what writes logs (access_log) and tracing (its own target):
+ * fuzz_service_environment(), then request_id, metrics and
+ * identity_headers. The caller mounts the service. */
+struct kit_app *fuzz_service_app(const char *name, int default_port);
+
 /* Serves the request whose head is head[0..head_len) (request line,
  * header lines, empty line) and whose body is body[0..body_len) through
  * app. Returns the status answered, with the response in *response (free
@@ -49,6 +56,19 @@ int fuzz_serve(struct kit_app *app, const char *head, size_t head_len,
 	       const void *body, size_t body_len,
 	       struct fuzz_response *response);
 void fuzz_response_free(struct fuzz_response *response);
+
+/* POST path with body[0..size) as application/json, extra_headers
+ * ("Name: value\r\n"..., or "") added: fuzz_serve() of that request. */
+int fuzz_post_json(struct kit_app *app, const char *path, const char *extra_headers,
+		   const void *body, size_t size, struct fuzz_response *response);
+
+/* A string member of a JSON object (owned by it), or NULL. */
+struct cJSON;
+const char *fuzz_json_string(const struct cJSON *object, const char *name);
+
+/* True when the head parser keeps value[0..len) as a header value as it
+ * is: not empty, no control character but HTAB, no SP/HTAB at either end. */
+bool fuzz_header_keeps(const char *value, size_t len);
 
 /* The value of response header name (case-insensitive) copied into out,
  * or NULL when the response has no such header or it does not fit. */

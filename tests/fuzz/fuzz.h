@@ -46,6 +46,18 @@ static inline void fuzz_fail(const char *file, int line, const char *what,
 			fuzz_fail(__FILE__, __LINE__, #cond, __VA_ARGS__); \
 	} while (0)
 
+/* The value of a hex digit, or -1: for the targets' reference readings. */
+static inline int fuzz_hex(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 /* The input as a malloc'd C string (it ends at its first NUL, if any). */
 static inline char *fuzz_string(const uint8_t *data, size_t size)
 {

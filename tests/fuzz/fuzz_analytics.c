@@ -35,7 +35,6 @@
 #include "fake_request.h"
 #include "fuzz.h"
 #include "kit/app.h"
-#include "kit/middleware.h"
 #include "kit/request.h"
 #include "kit/store.h"
 #include "url-shortener/url_shortener.h"
@@ -44,11 +43,7 @@ static struct kit_app *app;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_service_environment();
-	app = kit_app_new("analytics", 8082);
-	kit_use(app, &kit_request_id);
-	kit_use(app, &kit_metrics);
-	kit_use(app, &kit_identity_headers);
+	app = fuzz_service_app("analytics", 8082);
 	analytics_mount(app);
 	analytics_mount_internal(app);
 	return 0;
@@ -56,34 +51,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static int post(const char *path, const uint8_t *body, size_t size, struct fuzz_response *r)
 {
-	char head[256];
-	int n = snprintf(head, sizeof(head),
-			 "POST %s HTTP/1.1\r\nHost: analytics\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\n\r\n", path, size);
-
-	return fuzz_serve(app, head, (size_t)n, body, size, r);
-}
-
-static const char *member(const cJSON *json, const char *name)
-{
-	const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, name);
-
-	return cJSON_IsString(item) ? item->valuestring : NULL;
-}
-
-/* As the head parser keeps it: no controls, no whitespace at the ends. */
-static bool header_safe(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (len == 0 || s[0] == ' ' || s[0] == '\t' || s[len - 1] == ' ' || s[len - 1] == '\t')
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if ((c < 0x20 && c != '\t') || c == 0x7f)
-			return false;
-	}
-	return true;
+	return fuzz_post_json(app, path, "", body, size, r);
 }
 
 static int get_as(const char *code, const char *user, struct fuzz_response *r)
@@ -106,8 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_response link, click, r;
 	long long before = (long long)time(NULL);
 	cJSON *body = cJSON_ParseWithLength((const char *)data, size);
-	const char *code = member(body, "code");
-	const char *owner = member(body, "owner");
+	const char *code = fuzz_json_string(body, "code");
+	const char *owner = fuzz_json_string(body, "owner");
 
 	kit_store_memory_reset();
 	int l = post("/internal/links", data, size, &link);
@@ -126,12 +94,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(code != NULL && alias_is_valid(code), "recorded a click on \"%s\"",
 			   code ? code : "(none)");
 
-	if (l == 204 && header_safe(owner)) {
+	if (l == 204 && fuzz_header_keeps(owner, strlen(owner))) {
 		int g = get_as(code, owner, &r);
 		cJSON *reply = cJSON_ParseWithLength(r.body, r.body_len);
 		const cJSON *clicks = cJSON_GetObjectItemCaseSensitive(reply, "clicks");
-		FUZZ_CHECK(g == 200 && member(reply, "code") != NULL &&
-			   strcmp(member(reply, "code"), code) == 0 && cJSON_IsNumber(clicks) &&
+		FUZZ_CHECK(g == 200 && fuzz_json_string(reply, "code") != NULL &&
+			   strcmp(fuzz_json_string(reply, "code"), code) == 0 && cJSON_IsNumber(clicks) &&
 			   clicks->valuedouble == (c == 204 ? 1 : 0),
 			   "the owner read %d: %.*s", g, (int)r.body_len, r.body);
 		if (c == 204) {
@@ -152,10 +120,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				found |= cJSON_IsNumber(n) && n->valuedouble == 1;
 			}
 			FUZZ_CHECK(found, "the click is not on its day: %.*s", (int)r.body_len, r.body);
-			const char *referrer = member(body, "referrer");
-			const char *agent = member(body, "user_agent");
-			const char *last_referrer = member(reply, "last_referrer");
-			const char *family = member(reply, "last_user_agent_family");
+			const char *referrer = fuzz_json_string(body, "referrer");
+			const char *agent = fuzz_json_string(body, "user_agent");
+			const char *last_referrer = fuzz_json_string(reply, "last_referrer");
+			const char *family = fuzz_json_string(reply, "last_user_agent_family");
 			if (referrer == NULL || referrer[0] == '\0') {
 				FUZZ_CHECK(last_referrer == NULL, "last_referrer \"%s\" with none sent",
 					   last_referrer);

@@ -78,17 +78,6 @@ static struct outcome decode_pieces(const char *in, size_t len, const size_t *cu
 	return r;
 }
 
-static int hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Reads an accepted body in[0..len) the plain way: size line (hex digits,
  * then anything up to CRLF), data, CRLF, until size 0; then trailer lines
  * up to an empty one. Returns the body's length in out, or -1 when the
@@ -101,8 +90,8 @@ static long reference_decode(const char *in, size_t len, char *out)
 		unsigned long long size = 0;
 		size_t digits = 0;
 
-		while (i < len && hex((unsigned char)in[i]) >= 0) {
-			size = size * 16 + (unsigned long long)hex((unsigned char)in[i]);
+		while (i < len && fuzz_hex((unsigned char)in[i]) >= 0) {
+			size = size * 16 + (unsigned long long)fuzz_hex((unsigned char)in[i]);
 			if (size > KIT_HTTP_CHUNK_SIZE_MAX)
 				return -1; /* leading zeros are fine, a huge size not */
 			i++;

@@ -29,17 +29,6 @@
 #include "fuzz.h"
 #include "kit/http_parser.h"
 
-static int hex(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* The reference: 0, 400 or 414, and the path in out (out_size bytes,
  * the input's length + 2 is always enough for it). */
 static int reference_normalize(const char *in, size_t len, size_t size, char *out)
@@ -56,13 +45,13 @@ static int reference_normalize(const char *in, size_t len, size_t size, char *ou
 	for (size_t i = 0; i < len;) {
 		unsigned char byte = (unsigned char)in[i];
 		if (byte == '%') {
-			if (len - i < 3 || hex((unsigned char)in[i + 1]) < 0 ||
-			    hex((unsigned char)in[i + 2]) < 0) {
+			if (len - i < 3 || fuzz_hex((unsigned char)in[i + 1]) < 0 ||
+			    fuzz_hex((unsigned char)in[i + 2]) < 0) {
 				free(decoded);
 				return 400;
 			}
-			byte = (unsigned char)(hex((unsigned char)in[i + 1]) * 16 +
-					       hex((unsigned char)in[i + 2]));
+			byte = (unsigned char)(fuzz_hex((unsigned char)in[i + 1]) * 16 +
+					       fuzz_hex((unsigned char)in[i + 2]));
 			i += 3;
 		} else {
 			i++;

@@ -36,7 +36,6 @@
 #include "fake_request.h"
 #include "fuzz.h"
 #include "kit/app.h"
-#include "kit/middleware.h"
 #include "kit/store.h"
 #include "url-shortener/url_shortener.h"
 
@@ -44,11 +43,7 @@ static struct kit_app *app;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_service_environment();
-	app = kit_app_new("url-shortener", 8081);
-	kit_use(app, &kit_request_id);
-	kit_use(app, &kit_metrics);
-	kit_use(app, &kit_identity_headers);
+	app = fuzz_service_app("url-shortener", 8081);
 	url_shortener_mount(app, &analytics_in_process);
 	analytics_mount(app);
 	return 0;
@@ -56,13 +51,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static int shorten(const uint8_t *body, size_t size, struct fuzz_response *r)
 {
-	char head[256];
-	int n = snprintf(head, sizeof(head),
-			 "POST /shorten HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
-			 "X-User-Id: fuzzer\r\nX-User-Tier: free\r\nContent-Length: %zu\r\n\r\n",
-			 size);
-
-	return fuzz_serve(app, head, (size_t)n, body, size, r);
+	return fuzz_post_json(app, "/shorten", "X-User-Id: fuzzer\r\nX-User-Tier: free\r\n", body,
+			      size, r);
 }
 
 static int get(const char *path, const char *user, struct fuzz_response *r)
@@ -77,19 +67,12 @@ static int get(const char *path, const char *user, struct fuzz_response *r)
 	return fuzz_serve(app, head, (size_t)n, NULL, 0, r);
 }
 
-static const char *member(const cJSON *json, const char *name)
-{
-	const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, name);
-
-	return cJSON_IsString(item) ? item->valuestring : NULL;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_response made, r;
 	cJSON *body = cJSON_ParseWithLength((const char *)data, size);
-	const char *url = member(body, "url");
-	const char *alias = member(body, "alias");
+	const char *url = fuzz_json_string(body, "url");
+	const char *alias = fuzz_json_string(body, "alias");
 	char code[64], path[128], location[4096];
 
 	kit_store_memory_reset();
@@ -101,10 +84,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* The link as created. */
 	cJSON *reply = cJSON_ParseWithLength(made.body, made.body_len);
-	FUZZ_CHECK(url != NULL && member(reply, "url") != NULL &&
-		   strcmp(member(reply, "url"), url) == 0 && url_is_acceptable(url, NULL, 0),
-		   "created a link to \"%s\" from a body with url \"%s\"", member(reply, "url"), url);
-	const char *c = member(reply, "code");
+	FUZZ_CHECK(url != NULL && fuzz_json_string(reply, "url") != NULL &&
+		   strcmp(fuzz_json_string(reply, "url"), url) == 0 && url_is_acceptable(url, NULL, 0),
+		   "created a link to \"%s\" from a body with url \"%s\"", fuzz_json_string(reply, "url"), url);
+	const char *c = fuzz_json_string(reply, "code");
 	FUZZ_CHECK(c != NULL && strlen(c) < sizeof(code), "no code: %.*s", (int)made.body_len,
 		   made.body);
 	strcpy(code, c);
@@ -116,9 +99,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			   "generated code \"%s\"", code);
 	char short_url[128];
 	snprintf(short_url, sizeof(short_url), "http://localhost:3000/r/%s", code);
-	FUZZ_CHECK(member(reply, "owner") != NULL && strcmp(member(reply, "owner"), "fuzzer") == 0 &&
-		   member(reply, "short_url") != NULL &&
-		   strcmp(member(reply, "short_url"), short_url) == 0,
+	FUZZ_CHECK(fuzz_json_string(reply, "owner") != NULL && strcmp(fuzz_json_string(reply, "owner"), "fuzzer") == 0 &&
+		   fuzz_json_string(reply, "short_url") != NULL &&
+		   strcmp(fuzz_json_string(reply, "short_url"), short_url) == 0,
 		   "owner/short_url: %.*s", (int)made.body_len, made.body);
 	cJSON_Delete(reply);
 
@@ -126,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	snprintf(path, sizeof(path), "/expand/%s", code);
 	int e = get(path, NULL, &r);
 	reply = cJSON_ParseWithLength(r.body, r.body_len);
-	FUZZ_CHECK(e == 200 && member(reply, "url") != NULL && strcmp(member(reply, "url"), url) == 0,
+	FUZZ_CHECK(e == 200 && fuzz_json_string(reply, "url") != NULL && strcmp(fuzz_json_string(reply, "url"), url) == 0,
 		   "GET %s answered %d: %.*s", path, e, (int)r.body_len, r.body);
 	cJSON_Delete(reply);
 	fuzz_response_free(&r);
@@ -158,7 +141,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(s == (alias != NULL ? 409 : 201), "the same body again answered %d", s);
 	if (s == 201) {
 		reply = cJSON_ParseWithLength(r.body, r.body_len);
-		FUZZ_CHECK(member(reply, "code") != NULL && strcmp(member(reply, "code"), code) != 0,
+		FUZZ_CHECK(fuzz_json_string(reply, "code") != NULL && strcmp(fuzz_json_string(reply, "code"), code) != 0,
 			   "a second link got the same code %s", code);
 		cJSON_Delete(reply);
 	}

@@ -35,7 +35,6 @@
 #include "fuzz.h"
 #include "kit/app.h"
 #include "kit/jwt.h"
-#include "kit/middleware.h"
 #include "kit/store.h"
 #include "users/users.h"
 
@@ -44,11 +43,7 @@ static struct kit_jwt_config jwt;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_service_environment();
-	app = kit_app_new("users", 8083);
-	kit_use(app, &kit_request_id);
-	kit_use(app, &kit_metrics);
-	kit_use(app, &kit_identity_headers);
+	app = fuzz_service_app("users", 8083);
 	users_mount(app);
 	if (kit_jwt_config_from_env(&jwt) != 0)
 		exit(1);
@@ -57,27 +52,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static int post(const char *path, const uint8_t *body, size_t size, struct fuzz_response *r)
 {
-	char head[256];
-	int n = snprintf(head, sizeof(head),
-			 "POST %s HTTP/1.1\r\nHost: users\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\n\r\n", path, size);
-
-	return fuzz_serve(app, head, (size_t)n, body, size, r);
-}
-
-/* A string member of a JSON text, or NULL (the cJSON owns it). */
-static const char *member(const cJSON *json, const char *name)
-{
-	const cJSON *item = cJSON_GetObjectItemCaseSensitive(json, name);
-
-	return cJSON_IsString(item) ? item->valuestring : NULL;
+	return fuzz_post_json(app, path, "", body, size, r);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_response reg, login;
 	cJSON *body = cJSON_ParseWithLength((const char *)data, size);
-	const char *username = member(body, "username");
+	const char *username = fuzz_json_string(body, "username");
 
 	kit_store_memory_reset();
 
@@ -88,17 +70,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char tier[16] = "";
 	if (r == 201) {
 		cJSON *reply = cJSON_ParseWithLength(reg.body, reg.body_len);
-		FUZZ_CHECK(username != NULL && member(reply, "username") != NULL &&
-			   strcmp(member(reply, "username"), username) == 0,
-			   "registered \"%s\" for a body naming \"%s\"", member(reply, "username"),
+		FUZZ_CHECK(username != NULL && fuzz_json_string(reply, "username") != NULL &&
+			   strcmp(fuzz_json_string(reply, "username"), username) == 0,
+			   "registered \"%s\" for a body naming \"%s\"", fuzz_json_string(reply, "username"),
 			   username);
 		bool premium = strcmp(username, "alice") == 0 || strcmp(username, "premium1") == 0;
-		FUZZ_CHECK(member(reply, "tier") != NULL &&
-			   strcmp(member(reply, "tier"), premium ? "premium" : "free") == 0,
-			   "tier %s for %s", member(reply, "tier"), username);
+		FUZZ_CHECK(fuzz_json_string(reply, "tier") != NULL &&
+			   strcmp(fuzz_json_string(reply, "tier"), premium ? "premium" : "free") == 0,
+			   "tier %s for %s", fuzz_json_string(reply, "tier"), username);
 		FUZZ_CHECK(cJSON_GetObjectItem(reply, "password") == NULL,
 			   "the answer shows the password");
-		snprintf(tier, sizeof(tier), "%s", member(reply, "tier"));
+		snprintf(tier, sizeof(tier), "%s", fuzz_json_string(reply, "tier"));
 		cJSON_Delete(reply);
 	}
 
@@ -109,7 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK((l == 200) == (r == 201), "register %d, then login %d", r, l);
 	if (l == 200) {
 		cJSON *reply = cJSON_ParseWithLength(login.body, login.body_len);
-		const char *token = member(reply, "token");
+		const char *token = fuzz_json_string(reply, "token");
 		struct kit_identity who;
 		FUZZ_CHECK(token != NULL, "login gave no token: %.*s", (int)login.body_len,
 			   login.body);
@@ -134,9 +116,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 "X-User-Tier: %s\r\n\r\n", username, tier);
 		int m = fuzz_serve(app, head, (size_t)n, NULL, 0, &me);
 		cJSON *reply = cJSON_ParseWithLength(me.body, me.body_len);
-		FUZZ_CHECK(m == 200 && member(reply, "username") != NULL &&
-			   strcmp(member(reply, "username"), username) == 0 &&
-			   member(reply, "tier") != NULL && strcmp(member(reply, "tier"), tier) == 0,
+		FUZZ_CHECK(m == 200 && fuzz_json_string(reply, "username") != NULL &&
+			   strcmp(fuzz_json_string(reply, "username"), username) == 0 &&
+			   fuzz_json_string(reply, "tier") != NULL && strcmp(fuzz_json_string(reply, "tier"), tier) == 0,
 			   "/users/me as %s answered %d: %.*s", username, m, (int)me.body_len,
 			   me.body);
 		cJSON_Delete(reply);
