@@ -162,7 +162,7 @@ clean:
 #                       build/fuzz/corpus/<target>, seeded from
 #                       tests/fuzz/corpus/<target>; FUZZ_TARGETS="jwt route_match"
 #                       runs only those
-#   make fuzz-smoke     each target for FUZZ_SMOKE_SECONDS (3): what `make test`
+#   make fuzz-smoke     each target for FUZZ_SMOKE_SECONDS (2): what `make test`
 #                       runs (tests/fuzz.sh smoke)
 #   make fuzz-merge     fold the work corpus's inputs that add coverage back
 #                       into tests/fuzz/corpus/ (review, then commit them)
@@ -173,7 +173,7 @@ clean:
 FUZZ_CC ?= clang
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_SMOKE_SECONDS ?= 2
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # The kit's warning flags; clang has no -Wformat-truncation to turn off.

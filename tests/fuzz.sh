@@ -4,7 +4,7 @@
 #
 #   smoke  what `make test` runs (one run_script line in tests/run.sh):
 #          builds the targets (make fuzz-build), then runs each for SECONDS
-#          (default 3), two at a time, niced, on a throwaway copy of its
+#          (default 2), two at a time, niced, on a throwaway copy of its
 #          seeds (tests/fuzz/corpus/<target>/). One check per target: it
 #          built, ran its seconds, and reported no crash, sanitizer error or
 #          failed property. Ends with "N passed, N failed". Without clang or
@@ -25,7 +25,7 @@ set -u -o pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 MODE=${1:-smoke}
-SECONDS_EACH=${2:-3}
+SECONDS_EACH=${2:-2}
 shift 2 2>/dev/null || shift $#
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
@@ -79,7 +79,7 @@ $(tail -n 3 "$SCRATCH/probe.log")"
 
 build() {
 	echo "# building the fuzz targets (make fuzz-build, build/fuzz/)"
-	if ! make --no-print-directory fuzz-build >"$SCRATCH/build.log" 2>&1; then
+	if ! make --no-print-directory -j2 fuzz-build >"$SCRATCH/build.log" 2>&1; then
 		tail -n 30 "$SCRATCH/build.log"
 		fail_all "fuzz: the targets did not build (above)"
 	fi
