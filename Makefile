@@ -189,7 +189,7 @@ FUZZ_LIB_OBJ := $(KIT_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(SERVICE_SRC:%.c=$(FUZZ_BU
 FUZZ_LIB := $(FUZZ_BUILD)/libkit-fuzz.a
 FUZZ_ALL := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: fuzz fuzz-build fuzz-smoke fuzz-merge
+.PHONY: fuzz fuzz-build fuzz-check fuzz-smoke fuzz-merge
 
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -204,9 +204,10 @@ $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/obj/tests/f
 	@echo "  LINK    $@"
 	$(Q)$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer $(FUZZ_WRAP) $^ $(LDLIBS) -o $@
 
-fuzz-build:
+fuzz-build: fuzz-check $(FUZZ_ALL:%=$(FUZZ_BUILD)/%)
+
+fuzz-check:
 	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found: apt-get install clang libclang-rt-14-dev" >&2; exit 1; }
-	@$(MAKE) --no-print-directory $(FUZZ_ALL:%=$(FUZZ_BUILD)/%)
 
 fuzz: fuzz-build
 	@bash tests/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
