@@ -165,7 +165,7 @@ clean:
 #   make fuzz-smoke     each target for FUZZ_SMOKE_SECONDS (2): what `make test`
 #                       runs (tests/fuzz.sh smoke)
 #   make fuzz-merge     fold the work corpus's inputs that add coverage back
-#                       into tests/fuzz/corpus/ (review, then commit them)
+#                       into tests/fuzz/corpus/ (review; commit only a few)
 #
 # The kit's sources and the services' are compiled again with clang's
 # coverage and sanitizer flags into build/fuzz/obj/, apart from the normal

@@ -16,7 +16,8 @@
 #          of git.
 #   merge  `make fuzz-merge`: adds to tests/fuzz/corpus/<target>/ the inputs
 #          of the work corpus that reach coverage the seeds do not
-#          (libFuzzer -merge=1); review them, then commit.
+#          (libFuzzer -merge=1); review them, commit only the few worth
+#          keeping (a 10-minute run adds about a hundred a target).
 #
 # No TARGET: every tests/fuzz/fuzz_<target>.c. FUZZ_JOBS (smoke: 2) runs
 # that many at once. Run from anywhere; it works from the repository root.
