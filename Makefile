@@ -204,3 +204,65 @@ clean:
 -include $(KIT_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(BUILD)/phase1-monolith/main.d \
 	 $(BUILD)/phase2-gateway/main.d $(BUILD)/phase3-advanced/main.d $(BUILD)/bench/gateway_bare.d $(SERVICE_NAMES:%=$(BUILD)/services/%/main.d) \
 	 $(UNIT_SRC:%.c=$(BUILD)/%.d)
+
+# ---- fuzzing: tests/fuzz/, docs/security.md ---------------------------------
+#
+#   make fuzz           build the libFuzzer targets (build/fuzz/), then run each
+#                       for FUZZ_SECONDS (60) on a work corpus under
+#                       build/fuzz/corpus/<target>, seeded from
+#                       tests/fuzz/corpus/<target>; FUZZ_TARGETS="jwt route_match"
+#                       runs only those
+#   make fuzz-smoke     each target for FUZZ_SMOKE_SECONDS (2): what `make test`
+#                       runs (tests/fuzz.sh smoke)
+#   make fuzz-merge     fold the work corpus's inputs that add coverage back
+#                       into tests/fuzz/corpus/ (review; commit only a few)
+#
+# The kit's sources and the services' are compiled again with clang's
+# coverage and sanitizer flags into build/fuzz/obj/, apart from the normal
+# build; each tests/fuzz/fuzz_<name>.c is a target build/fuzz/<name>.
+FUZZ_CC ?= clang
+FUZZ_BUILD := build/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 2
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# The kit's warning flags; clang has no -Wformat-truncation to turn off.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+	-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wno-unused-parameter -fno-strict-aliasing -pthread -MMD -MP \
+	-Ishared/include -Ishared/src -Iservices -Itests/fuzz $(PKG_CFLAGS) \
+	$(FUZZ_SANITIZE) -fsanitize=fuzzer-no-link
+FUZZ_LIB_OBJ := $(KIT_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(SERVICE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_LIB := $(FUZZ_BUILD)/libkit-fuzz.a
+FUZZ_ALL := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+.PHONY: fuzz fuzz-build fuzz-check fuzz-smoke fuzz-merge
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC fuzz $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_LIB_OBJ)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/obj/tests/fuzz/fake_request.o $(FUZZ_LIB)
+	@echo "  LINK    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_SANITIZE) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+
+fuzz-build: fuzz-check $(FUZZ_ALL:%=$(FUZZ_BUILD)/%)
+
+fuzz-check:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found: apt-get install clang libclang-rt-14-dev" >&2; exit 1; }
+
+fuzz: fuzz-build
+	@bash tests/fuzz.sh run $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	@bash tests/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-merge: fuzz-build
+	@bash tests/fuzz.sh merge 0 $(FUZZ_TARGETS)
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(wildcard $(FUZZ_BUILD)/obj/tests/fuzz/*.d)

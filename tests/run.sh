@@ -377,6 +377,7 @@ all)
 	run_script "stop on SIGTERM (tests/lifecycle.sh)" bash tests/lifecycle.sh build/bin
 	run_unit
 	run_script "compose files (tests/compose.sh)" bash tests/compose.sh
+	run_script "fuzz smoke (tests/fuzz.sh, build/fuzz)" bash tests/fuzz.sh smoke
 	;;
 *)
 	echo "usage: tests/run.sh unit|all" >&2

@@ -210,9 +210,12 @@ static int url_shortener_expires_in(struct kit_request *req, const cJSON *body,
 	*seconds = 0;
 	if (item == NULL || cJSON_IsNull(item))
 		return KIT_NEXT;
-	if (!cJSON_IsNumber(item) || item->valuedouble != (double)(long long)item->valuedouble ||
-	    item->valuedouble < URL_SHORTENER_EXPIRES_MIN ||
-	    item->valuedouble > URL_SHORTENER_EXPIRES_MAX)
+	/* The range before the cast: casting 3e44 to long long is undefined
+	 * behaviour (found by tests/fuzz/fuzz_url_shortener.c). */
+	if (!cJSON_IsNumber(item) ||
+	    !(item->valuedouble >= URL_SHORTENER_EXPIRES_MIN &&
+	      item->valuedouble <= URL_SHORTENER_EXPIRES_MAX) ||
+	    item->valuedouble != (double)(long long)item->valuedouble)
 		return kit_problem(req, 400, "expires_in must be a whole number of seconds, %d..%d",
 				   URL_SHORTENER_EXPIRES_MIN, URL_SHORTENER_EXPIRES_MAX);
 	*seconds = (long long)item->valuedouble;
