@@ -164,6 +164,7 @@ all)
 	run_sanitized "phase 3 ASan+UBSan (build/asan)" bash tests/phase3.sh build/asan/bin
 	run_script "tracing (build/bin)" bash tests/tracing.sh build/bin
 	run_sanitized "tracing ASan+UBSan (build/asan)" bash tests/tracing.sh build/asan/bin
+	run_script "faults under load, graceful shutdown (tests/faults.sh)" bash tests/faults.sh build/bin
 	run_script "phases 1, 2, 3 (tests/compare.sh)" bash tests/compare.sh build/bin
 	run_script "benchmark smoke (bench/run.sh)" bash bench/run.sh --smoke --out "$SCRATCH/bench"
 	;;
