@@ -429,11 +429,12 @@ every_trace_reported() {
 }
 
 # exits_in_bound PID NAME T0: PID exits within EXIT_BOUND seconds of T0
-# (when SIGTERM was sent); SIGKILL when it does not.
+# (when SIGTERM was sent); SIGKILL when it does not. Sets EXIT_ELAPSED.
 exits_in_bound() {
 	local pid=$1 name=$2 t0=$3 elapsed
 	poll_until "$EXIT_BOUND" exited "$pid"
 	elapsed=$(seconds_between "$t0" "$(now_s)")
+	EXIT_ELAPSED=$elapsed
 	if exited "$pid"; then
 		check_num "$name exits within $EXIT_BOUND s of SIGTERM (${elapsed}s)" "$elapsed" '<=' "$EXIT_BOUND"
 	else
@@ -442,17 +443,42 @@ exits_in_bound() {
 	fi
 }
 
+# refuses_after NAME PORT: once SIGTERM is sent, a new connection to PORT
+# is refused within 2 s. Sets REFUSED_AFTER (seconds, or "no").
+refuses_after() {
+	if poll_until 2 refuses_connections "$2"; then
+		REFUSED_AFTER=$POLL_ELAPSED
+		pass "$1 refuses new connections ${POLL_ELAPSED}s after SIGTERM"
+	else
+		REFUSED_AFTER=no
+		fail "$1 refuses new connections within 2 s of SIGTERM" "port $2 still accepts"
+	fi
+}
+
+# record_shutdown WHAT ANSWERS_FILE EXPECTED_STATUS FLUSHED: one line of
+# figures for tests/faults/report.sh: what the in-flight clients got, how
+# soon new connections were refused, how the process ended, and whether
+# what it had queued arrived (FLUSHED, a few words).
+SHUTDOWNS="$TEST_DIR/shutdowns.jsonl"
+: >"$SHUTDOWNS"
+record_shutdown() {
+	jq -s -c --arg what "$1" --argjson status "$3" --arg flushed "$4" \
+		--arg refused "$REFUSED_AFTER" --arg exit_s "$EXIT_ELAPSED" --arg exit_status "$EXIT_STATUS" '{
+		what: $what, in_flight: length,
+		whole: [.[] | select(.result == "whole" and .status == $status)] | length,
+		cut: [.[] | select(.result == "cut")] | length,
+		other: [.[] | select(.result != "cut" and (.result != "whole" or .status != $status))] | length,
+		refused_after_s: $refused, exit_s: $exit_s, exit_status: $exit_status, flushed: $flushed
+	}' "$2" >>"$SHUTDOWNS"
+}
+
 # sigterm_and_wait PID NAME PORT: SIGTERM, then the checks every shutdown
 # shares. Sets EXIT_STATUS.
 sigterm_and_wait() {
 	local pid=$1 name=$2 port=$3 t0
 	t0=$(now_s)
 	kill -TERM "$pid"
-	if poll_until 2 refuses_connections "$port"; then
-		pass "$name refuses new connections ${POLL_ELAPSED}s after SIGTERM"
-	else
-		fail "$name refuses new connections within 2 s of SIGTERM" "port $port still accepts"
-	fi
+	refuses_after "$name" "$port"
 	exits_in_bound "$pid" "$name" "$t0"
 	if wait "$pid" 2>/dev/null; then EXIT_STATUS=0; else EXIT_STATUS=$?; fi
 	_forget_pid "$pid"
@@ -505,6 +531,7 @@ shutdown_gateway() {
 	check_eq "each body is the upstream's whole answer" "$IN_FLIGHT" \
 		"$(jq -s --arg b "{\"slept_ms\": $SLOW_MS}" '[.[] | select(.body == $b)] | length' \
 			"$TEST_DIR/inflight-$core.jsonl")"
+	local flushed="no trace sink"
 	if [ "$TRACING" = 1 ]; then
 		if poll_until 5 server_spans_reported "shutdown-$core" "GET /fixture/..." "$IN_FLIGHT"; then
 			pass "the server spans of all $IN_FLIGHT in-flight requests reached the sink (flushed at exit)"
@@ -512,7 +539,10 @@ shutdown_gateway() {
 			fail "the server spans of all $IN_FLIGHT in-flight requests reached the sink" \
 				"it has $(server_spans "shutdown-$core" "GET /fixture/...") (see $TEST_DIR/traces.jsonl)"
 		fi
+		flushed="$(server_spans "shutdown-$core" "GET /fixture/...") of $IN_FLIGHT server spans"
 	fi
+	record_shutdown "gateway-advanced, SERVER_CORE=$core, $IN_FLIGHT requests waiting $SLOW_MS ms on the upstream" \
+		"$TEST_DIR/inflight-$core.jsonl" 200 "$flushed"
 }
 
 shutdown_gateway events
@@ -581,6 +611,7 @@ if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortene
 	kill -TERM "$S_PID"
 	stop_taken() { grep -q 'SIGTERM received' "$TEST_DIR/url-shortener-shutdown.err"; }
 	poll_until 2 stop_taken || fail "the url-shortener says it got SIGTERM" "nothing in its stderr"
+	refuses_after "the url-shortener" "$S_PORT"
 	kill -CONT "$REDIS_PID"
 	kill -CONT "${PIDS[analytics]}"
 	exits_in_bound "$S_PID" "the url-shortener" "$S_SIGTERM_AT"
@@ -599,7 +630,7 @@ if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortene
 	else
 		fail "all $SERVED clicks of the redirects it served reached analytics" "analytics counts $(clicks_of "$S_CODE")"
 	fi
-	check_match "its last words: nothing lost" 'analytics client stopped: [0-9]+ events delivered while draining, 0 could not be delivered' \
+	check_match "its last words: nothing lost" 'analytics client stopped: [0-9]+ events delivered while draining, .* 0 could not be delivered and are lost$' \
 		"$(grep 'analytics client stopped' "$TEST_DIR/url-shortener-shutdown.err" | tail -n 1)"
 	if [ "$TRACING" = 1 ]; then
 		# Each queued click was delivered during the drain, after the
@@ -609,6 +640,50 @@ if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortene
 		else
 			fail "the drain's delivery spans reached the sink" "see $TEST_DIR/traces.jsonl"
 		fi
+	fi
+	record_shutdown "url-shortener (civetweb), $IN_FLIGHT redirects waiting on a frozen Redis, $QUEUED clicks queued for a frozen analytics" \
+		"$TEST_DIR/inflight-service.jsonl" 302 "clicks: analytics counts $(clicks_of "$S_CODE") of the $SERVED redirects it served"
+
+	# 5. A clean stop while analytics cannot take the clicks (frozen the
+	#    whole time): the drain gives up after ANALYTICS_DRAIN_SECONDS, and
+	#    what it could not deliver must not be lost. The next start of a
+	#    url-shortener delivers it.
+	step "url-shortener stopped while analytics is down"
+	CLICKS_BEFORE=$(clicks_of "$S_CODE")
+	S_ENV=("${SHORTENER_ENV[@]}" ANALYTICS_DRAIN_SECONDS=1 INSTANCE_ID=url-shortener-shutdown)
+	kill -STOP "${PIDS[analytics]}"
+	if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortener-shutdown" \
+		"$S_PORT" "${S_ENV[@]}"; then
+		S_PID=$SERVICE_PID
+		for i in $(seq 1 "$QUEUED"); do
+			http GET "$S_URL/r/$S_CODE"
+			[ "$HTTP_STATUS" = 302 ] || fail "redirect $i while analytics is frozen" "$(_got_status)"
+		done
+		poll_until 5 queue_holds || fail "$QUEUED clicks queued" "queue depth $(queue_depth)"
+		stop_pid "$S_PID"
+		check_eq "it exits 0 (analytics still frozen)" 0 "$STOPPED_STATUS"
+		check_match "its last words: $QUEUED kept in Redis, none lost" \
+			"delivered while draining, $QUEUED kept in Redis .* 0 could not be delivered and are lost\$" \
+			"$(grep 'analytics client stopped' "$TEST_DIR/url-shortener-shutdown.err" | tail -n 1)"
+	else
+		fail "the url-shortener starts again" "see $TEST_DIR/url-shortener-shutdown.err"
+	fi
+	kill -CONT "${PIDS[analytics]}"
+	if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortener-shutdown" \
+		"$S_PORT" "${S_ENV[@]}"; then
+		S_PID=$SERVICE_PID
+		clicks_arrived() { [ "$(clicks_of "$S_CODE")" -ge $((CLICKS_BEFORE + QUEUED)) ]; }
+		if poll_until 10 clicks_arrived; then
+			pass "the $QUEUED clicks it could not deliver arrive after the next start (${POLL_ELAPSED}s)"
+		else
+			fail "the $QUEUED clicks it could not deliver arrive after the next start" \
+				"analytics counts $(clicks_of "$S_CODE") (was $CLICKS_BEFORE); $(grep 'analytics client stopped' \
+					"$TEST_DIR/url-shortener-shutdown.err" | tail -n 1)"
+		fi
+		stop_pid "$S_PID"
+		check_eq "it exits 0" 0 "$STOPPED_STATUS"
+	else
+		fail "the url-shortener starts a third time" "see $TEST_DIR/url-shortener-shutdown.err"
 	fi
 else
 	fail "the url-shortener for the shutdown check starts" "see $TEST_DIR/url-shortener-shutdown.err"
@@ -620,7 +695,7 @@ section "the figures"
 LOAD_AT_END=$(cut -d ' ' -f 1-3 /proc/loadavg)
 jq -r '"# \(.run) \(.name): \(.answered) answered, \(.failed) failed, heal \(.heal_s // "-")s, lost links \(.links_lost), lost clicks \(.clicks_lost), duplicate clicks \(.clicks_duplicated)"' "$FIGURES"
 if [ -n "$REPORT" ]; then
-	if bash tests/faults/report.sh "$FIGURES" "$REPORT" "$LOAD_AT_START" "$LOAD_AT_END" \
+	if bash tests/faults/report.sh "$FIGURES" "$SHUTDOWNS" "$REPORT" "$LOAD_AT_START" "$LOAD_AT_END" \
 		"$([ "$FULL" = 1 ] && echo full || echo short)"; then
 		pass "figures written to $REPORT"
 	else
