@@ -2,10 +2,12 @@
 # tests/faults/report.sh - turns the figures of a tests/faults.sh run into
 # Markdown tables, inside a document that also holds prose written by hand.
 #
-#   report.sh FIGURES REPORT LOAD_AT_START LOAD_AT_END MODE
+#   report.sh FIGURES SHUTDOWNS REPORT LOAD_AT_START LOAD_AT_END MODE
 #
 # FIGURES is the run's figures.jsonl (one JSON object per fault, written by
-# tests/faults/harness.sh); REPORT is the document (docs/reliability.md).
+# tests/faults/harness.sh), SHUTDOWNS its shutdowns.jsonl (one per graceful-
+# shutdown check, tests/faults.sh); REPORT is the document
+# (docs/reliability.md).
 # Everything between the lines "<!-- figures:begin -->" and
 # "<!-- figures:end -->" is replaced; everything else is kept, so the
 # reading of the figures written around them survives a new run. A document
@@ -15,14 +17,14 @@
 # The tables: one summary row per fault, then per fault the answers before,
 # during and after it, the failures by kind of request, what a failed
 # client was told (the first answer of each failed status), and the
-# durability and pool figures.
+# durability and pool figures; then one row per graceful shutdown.
 set -euo pipefail
 
-if [ $# -ne 5 ]; then
-	echo "usage: $0 FIGURES REPORT LOAD_AT_START LOAD_AT_END MODE" >&2
+if [ $# -ne 6 ]; then
+	echo "usage: $0 FIGURES SHUTDOWNS REPORT LOAD_AT_START LOAD_AT_END MODE" >&2
 	exit 2
 fi
-FIGURES=$1 REPORT=$2 LOAD_AT_START=$3 LOAD_AT_END=$4 MODE=$5
+FIGURES=$1 SHUTDOWNS=$2 REPORT=$3 LOAD_AT_START=$4 LOAD_AT_END=$5 MODE=$6
 if [ ! -s "$FIGURES" ]; then
 	echo "$0: $FIGURES is empty" >&2
 	exit 1
@@ -96,6 +98,14 @@ trap 'rm -f "$TABLES"' EXIT
 		"- pool before: \(.pool_before | pool_line)",
 		"- pool after: \(.pool_after | pool_line)"
 	' "$FIGURES"
+	if [ -s "$SHUTDOWNS" ]; then
+		echo
+		echo "#### Graceful shutdown: SIGTERM with requests in flight"
+		echo
+		echo "| process | in flight | whole answers | cut | other | new connections refused after | exit status | exit after | flushed |"
+		echo "|---|--:|--:|--:|--:|--:|--:|--:|---|"
+		jq -r '"| \(.what) | \(.in_flight) | \(.whole) | \(.cut) | \(.other) | \(.refused_after_s) s | \(.exit_status) | \(.exit_s) s | \(.flushed) |"' "$SHUTDOWNS"
+	fi
 	echo
 	echo "<!-- figures:end -->"
 } >"$TABLES"
