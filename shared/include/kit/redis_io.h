@@ -53,9 +53,8 @@ void kit_redis_pipe_free(struct kit_redis_pipe *pipe);
  * connection failed or the reply did not come in time; the reason is then
  * on stderr and every other command waiting on the connection fails with
  * it. *stale is set when the failed connection had answered before
- * (Redis may have restarted since) and broke, not when the reply was only
- * late (Redis may have run the command: sending it again could run it
- * twice): the caller may then try once more, on a new connection. */
+ * (Redis may have restarted since): the caller may then try once more,
+ * on a new connection. */
 redisReply *kit_redis_pipe_command(struct kit_redis_pipe *pipe, int argc,
 				   const char **argv, const size_t *argvlen,
 				   bool *stale);

@@ -120,8 +120,6 @@ struct pipe_call {
 	struct kit_waiter *waiter;   /* to wake (NULL on a civetweb worker) */
 	redisReply *reply;
 	bool done;                   /* reply set, or the connection failed */
-	bool timed_out;              /* it failed by a timeout: Redis may have
-	                              * run the command, so not "stale"      */
 	struct pipe_call *next;
 };
 
@@ -178,16 +176,6 @@ static void pipe_fail(struct kit_redis_pipe *pipe, const char *why)
 		redisFree(pipe->c);
 		pipe->c = NULL;
 	}
-}
-
-/* pipe_fail() for a timeout: the commands may have reached Redis and run
- * there (a slow Redis, not a dead one), so sending them again could run
- * them twice (an INCR counted twice): their callers are not told "stale". */
-static void pipe_time_out(struct kit_redis_pipe *pipe, const char *why)
-{
-	for (struct pipe_call *call = pipe->head; call != NULL; call = call->next)
-		call->timed_out = true;
-	pipe_fail(pipe, why);
 }
 
 /* Connects (and SELECTs the database) unless connected. Requests that
@@ -260,7 +248,7 @@ static int pipe_flush(struct kit_redis_pipe *pipe, uint64_t deadline_ns)
 		if (kit_wait_fd(writing->fd, POLLOUT, left_ms(deadline_ns)) <= 0) {
 			pipe->flushing = false;
 			if (pipe->c == writing) /* not failed by another meanwhile */
-				pipe_time_out(pipe, "timed out sending");
+				pipe_fail(pipe, "timed out sending");
 			return -1;
 		}
 		if (pipe->c != writing)
@@ -323,7 +311,7 @@ static int pipe_read_for(struct kit_redis_pipe *pipe, struct pipe_call *call,
 		if (call->done)
 			return call->reply != NULL ? 0 : -1;
 		if (ready <= 0) {
-			pipe_time_out(pipe, "timed out waiting for a reply");
+			pipe_fail(pipe, "timed out waiting for a reply");
 			return -1;
 		}
 		if (unsent && redisBufferWrite(pipe->c, &done) != REDIS_OK) {
@@ -370,7 +358,7 @@ redisReply *kit_redis_pipe_command(struct kit_redis_pipe *pipe, int argc,
 			kit_at_round_end(pipe_round_flush, pipe);
 		}
 	} else if (pipe_flush(pipe, deadline_ns) != 0) {
-		*stale = replies_before > 0 && !call.timed_out;
+		*stale = replies_before > 0;
 		return NULL;
 	}
 	/* Wait for the reply: read it ourselves when first in line and no
@@ -384,11 +372,11 @@ redisReply *kit_redis_pipe_command(struct kit_redis_pipe *pipe, int argc,
 		}
 		if (call.waiter == NULL || kit_waiter_sleep(left_ms(deadline_ns)) == 0) {
 			if (!call.done)
-				pipe_time_out(pipe, "timed out waiting in line for a reply");
+				pipe_fail(pipe, "timed out waiting in line for a reply");
 			break;
 		}
 	}
 	if (call.reply == NULL)
-		*stale = replies_before > 0 && !call.timed_out;
+		*stale = replies_before > 0;
 	return call.reply;
 }
