@@ -139,9 +139,15 @@ jq '.rate_limit_policies.login = {window_seconds: 60, anonymous: 500, free: 500,
 jq '.rate_limit_policies.login = {window_seconds: 60, anonymous: 500, free: 500, premium: 500}' \
 	phase3-advanced/gateway.json >"$TEST_DIR/gateway-advanced.json"
 # The load's users are premium (a limit too high to matter); the limit
-# checks use fresh free users, whose limit is LIMIT an hour.
+# checks use fresh free users, whose limit is LIMIT an hour. The limiter
+# waits 250 ms for Redis, not 50: on this shared two-core machine a reply
+# sometimes takes longer than 50 ms, and the limiter then sends its count
+# again on a new connection, where Redis has already run it, and counts the
+# request twice (a known bug, docs/reliability.md). The checks here are
+# about recovering from faults, so they are given a Redis that answers in
+# time.
 LIMIT_ENV=(RATE_LIMIT_WINDOW_SECONDS=3600 RATE_LIMIT_ANONYMOUS=1000000
-	RATE_LIMIT_FREE="$LIMIT" RATE_LIMIT_PREMIUM=1000000)
+	RATE_LIMIT_FREE="$LIMIT" RATE_LIMIT_PREMIUM=1000000 REDIS_RATE_LIMIT_TIMEOUT_MS=250)
 GATEWAY_ENV=(LOOP_THREADS=2 GATEWAY_CONFIG="$TEST_DIR/gateway.json" JWT_SECRET="$SECRET"
 	USERS_URL="http://127.0.0.1:$USERS_PORT" URL_SHORTENER_URL="http://127.0.0.1:$SHORTENER_PORT"
 	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
