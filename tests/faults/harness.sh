@@ -43,7 +43,9 @@
 # 3), GATEWAY_URLS (the gateways whose /metrics hold the pool figures),
 # OWNER_TOKEN, LOAD_TOKENS_FILE, SECRET, LIMIT, and the knobs SEED_LINKS,
 # WRK_THREADS, WRK_CONNECTIONS, DELAY_MS, PRE_REQUESTS, POST_REQUESTS,
-# HOLD_SECONDS, HEAL_BOUND, CLICK_BOUND.
+# HOLD_SECONDS, HEAL_BOUND, CLICK_BOUND; and CLICKS_MAY_BE_LOST, the one
+# fault whose lost clicks are reported rather than failed on (a SIGKILLed
+# url-shortener: its queue is in memory).
 
 FIGURES="$TEST_DIR/figures.jsonl"
 : >"$FIGURES"
