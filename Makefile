@@ -195,6 +195,13 @@ bench:
 bench-smoke: bench-bins
 	@bash bench/run.sh --smoke $(BENCH_ARGS)
 
+# Every fault under load (tests/faults.sh --full, about three minutes):
+# services, Redis and a Phase 3 gateway killed, stopped, frozen, filled;
+# its figures go into docs/reliability.md. `make test` runs the short suite.
+.PHONY: faults
+faults: deps all
+	@bash tests/faults.sh --full --report docs/reliability.md build/bin
+
 clean:
 	rm -rf build
 

@@ -371,6 +371,7 @@ all)
 	run_script "make doctor (tests/doctor.sh)" bash tests/doctor.sh build/bin
 	run_script "make up, service.sh, make down (tests/workshop.sh)" bash tests/workshop.sh build/bin
 	run_script "scripts against a running deployment (tests/deployment.sh)" bash tests/deployment.sh build/bin
+	run_script "faults under load, graceful shutdown (tests/faults.sh)" bash tests/faults.sh build/bin
 	run_script "benchmark smoke (bench/run.sh)" bash bench/run.sh --smoke --out "$SCRATCH/bench"
 	run_script "phases 1, 2, 3 (tests/compare.sh)" bash tests/compare.sh build/bin
 	run_sanitized "stop on SIGTERM ASan+UBSan (build/asan)" bash tests/lifecycle.sh build/asan/bin

@@ -227,11 +227,18 @@ class Handler(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
+class Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of connections (a
+    # gateway opening one per request it holds in flight) overflows it, and
+    # the kernel drops the extra handshakes, which then stall for seconds.
+    request_queue_size = 128
+
+
 def main():
     if len(sys.argv) != 2 or not sys.argv[1].isdigit():
         sys.stderr.write("usage: upstream_fixture.py PORT\n")
         return 2
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server = Server(("127.0.0.1", int(sys.argv[1])), Handler)
     server.daemon_threads = True     # open keep-alive connections do not block exit
 
     def stop(*_):

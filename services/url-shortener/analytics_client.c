@@ -22,12 +22,24 @@
  * before kit_app_run(), because curl_global_init() is not thread-safe; the
  * sender blocks every signal, so SIGTERM still reaches kit_app_run().
  *
+ * A clean stop (SIGTERM) gets ANALYTICS_DRAIN_SECONDS to deliver what is
+ * queued. What it cannot deliver in that time (analytics is down) is not
+ * dropped: it is appended to the Redis list "analytics:undelivered" in the
+ * service's own Redis (REDIS_URL), and the next url-shortener to start
+ * (any instance: the events are the same whatever the API version) takes
+ * the list back into its queue before it serves, and delivers it. So a
+ * restart loses no click, whatever analytics is doing (tests/faults.sh
+ * shows both halves). Only when that Redis cannot be reached either are
+ * events lost, and the log says how many.
+ *
  * Trade-offs, on purpose: the queue is in memory, so events still queued
- * when the process is killed hard (SIGKILL, a crash) are lost; a clean stop
- * gets ANALYTICS_DRAIN_SECONDS to deliver them. The next step is a durable
- * queue (a Redis list the sender pops with LMOVE, or a stream). Delivery is
- * at least once: a timeout after analytics stored a click sends it again,
- * and it counts twice; an idempotency key (the request id) would fix that.
+ * when the process is killed hard (SIGKILL, a crash) are lost. The next
+ * step is a durable queue (a Redis list the sender pops with LMOVE, or a
+ * stream). Delivery is at least once: a timeout after analytics stored a
+ * click sends it again, and it counts twice; an idempotency key (the
+ * request id) would fix that. A click that waited in Redis over a restart
+ * is sent without its trace context (a span of its own trace is not worth
+ * keeping a request's context for).
  *
  * Tracing (Phase 3): an event keeps the trace context of the request that
  * caused it, and every attempt to send it is a client span of that trace
@@ -46,6 +58,7 @@
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
+#include <hiredis/hiredis.h>
 
 #include "analytics/analytics.h"
 #include "kit/kit.h"
@@ -64,6 +77,8 @@
 #define ANALYTICS_CLIENT_TEXT_MAX 1024
 /* How much of a refused event's answer goes into the log line. */
 #define ANALYTICS_CLIENT_REPLY_MAX 256
+/* Where a clean stop leaves what it could not deliver, for the next start. */
+#define ANALYTICS_UNDELIVERED_KEY "analytics:undelivered"
 
 enum analytics_event_kind { ANALYTICS_EVENT_LINK, ANALYTICS_EVENT_CLICK };
 
@@ -516,6 +531,186 @@ static void *analytics_client_sender(void *arg)
 	return NULL;
 }
 
+/* ---- what a stop could not deliver: kept in Redis for the next start ---- */
+
+/* A connection to the service's own Redis (REDIS_URL, db selected), or
+ * NULL with why filled: STORE=memory (nowhere that outlives the process),
+ * or Redis cannot be reached. Blocking, with the store's timeouts: used
+ * only at start and at stop, on main()'s thread, while nothing serves. */
+static redisContext *analytics_redis_connect(char *why, size_t why_size)
+{
+	struct kit_store_config config;
+	struct timeval connect_timeout, command_timeout;
+	redisContext *c;
+	redisReply *reply;
+
+	if (kit_store_config_from_env(&config) != 0) {
+		snprintf(why, why_size, "bad STORE or REDIS_URL");
+		return NULL;
+	}
+	if (config.kind != KIT_STORE_REDIS) {
+		snprintf(why, why_size, "STORE=memory: nothing outlives the process");
+		return NULL;
+	}
+	connect_timeout.tv_sec = config.connect_timeout_ms / 1000;
+	connect_timeout.tv_usec = (config.connect_timeout_ms % 1000) * 1000;
+	command_timeout.tv_sec = config.command_timeout_ms / 1000;
+	command_timeout.tv_usec = (config.command_timeout_ms % 1000) * 1000;
+	c = redisConnectWithTimeout(config.host, config.port, connect_timeout);
+	if (c == NULL || c->err) {
+		snprintf(why, why_size, "Redis %s:%d: %s", config.host, config.port,
+			 c != NULL ? c->errstr : "out of memory");
+		redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, command_timeout);
+	reply = redisCommand(c, "SELECT %d", config.db);
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+		snprintf(why, why_size, "Redis %s:%d: SELECT %d: %s", config.host,
+			 config.port, config.db, reply != NULL ? reply->str : c->errstr);
+		freeReplyObject(reply);
+		redisFree(c);
+		return NULL;
+	}
+	freeReplyObject(reply);
+	return c;
+}
+
+/* An event as one JSON text for the list: {"kind","request_id","body"};
+ * malloc'd, NULL when out of memory. */
+static char *analytics_event_to_text(const struct analytics_event *event)
+{
+	cJSON *item = cJSON_CreateObject();
+	char *text = NULL;
+
+	if (cJSON_AddStringToObject(item, "kind", analytics_event_label(event->kind)) != NULL &&
+	    cJSON_AddStringToObject(item, "request_id", event->request_id) != NULL &&
+	    cJSON_AddStringToObject(item, "body", event->body) != NULL)
+		text = cJSON_PrintUnformatted(item);
+	cJSON_Delete(item);
+	return text;
+}
+
+/* The event a list item holds, or NULL when it is not one (or no memory). */
+static struct analytics_event *analytics_event_from_text(const char *text)
+{
+	cJSON *item = cJSON_Parse(text);
+	const cJSON *kind = cJSON_GetObjectItemCaseSensitive(item, "kind");
+	const cJSON *request_id = cJSON_GetObjectItemCaseSensitive(item, "request_id");
+	const cJSON *body = cJSON_GetObjectItemCaseSensitive(item, "body");
+	struct analytics_event *event = NULL;
+
+	if (cJSON_IsString(kind) && cJSON_IsString(request_id) && cJSON_IsString(body) &&
+	    (strcmp(kind->valuestring, "link") == 0 || strcmp(kind->valuestring, "click") == 0) &&
+	    (event = calloc(1, sizeof(*event))) != NULL) {
+		event->kind = strcmp(kind->valuestring, "link") == 0 ? ANALYTICS_EVENT_LINK
+								      : ANALYTICS_EVENT_CLICK;
+		snprintf(event->request_id, sizeof(event->request_id), "%s",
+			 request_id->valuestring);
+		event->body = strdup(body->valuestring);
+		if (event->body == NULL) {
+			free(event);
+			event = NULL;
+		}
+	}
+	cJSON_Delete(item);
+	return event;
+}
+
+/* At stop, after the drain: appends the events left in the queue to the
+ * list, oldest first, in one RPUSH, and empties the queue. Returns how many
+ * are kept there; the others are lost (the caller says so). */
+static size_t analytics_client_keep_undelivered(struct analytics_client *client)
+{
+	size_t count = client->count, kept = 0;
+	const char **argv = calloc(count + 2, sizeof(*argv));
+	size_t *argv_len = calloc(count + 2, sizeof(*argv_len));
+	char why[256] = "out of memory";
+	redisContext *c = NULL;
+	redisReply *reply = NULL;
+	size_t built = 0;
+
+	if (argv == NULL || argv_len == NULL)
+		goto out;
+	argv[0] = "RPUSH";
+	argv[1] = ANALYTICS_UNDELIVERED_KEY;
+	for (; built < count; built++) {
+		char *text = analytics_event_to_text(
+			client->ring[(client->head + built) % client->capacity]);
+
+		if (text == NULL)
+			goto out;
+		argv[built + 2] = text;
+	}
+	for (size_t i = 0; i < count + 2; i++)
+		argv_len[i] = strlen(argv[i]);
+	c = analytics_redis_connect(why, sizeof(why));
+	if (c == NULL)
+		goto out;
+	reply = redisCommandArgv(c, (int)count + 2, argv, argv_len);
+	if (reply == NULL || reply->type != REDIS_REPLY_INTEGER)
+		snprintf(why, sizeof(why), "RPUSH %s: %s", ANALYTICS_UNDELIVERED_KEY,
+			 reply == NULL ? c->errstr
+				       : reply->type == REDIS_REPLY_ERROR ? reply->str : "not a count");
+	else
+		kept = count;
+out:
+	if (kept == 0)
+		fprintf(stderr, "url-shortener: cannot keep the %zu undelivered analytics events for the next start (%s)\n",
+			count, why);
+	freeReplyObject(reply);
+	redisFree(c);
+	for (size_t i = 0; i < built; i++)
+		free((char *)argv[i + 2]);
+	free(argv);
+	free(argv_len);
+	return kept;
+}
+
+/* At start, before the sender runs: takes the events a previous stop left
+ * in the list into the queue, as many as it holds (the rest stay for the
+ * next start). Redis down only delays them: they stay in the list. */
+static void analytics_client_take_undelivered(struct analytics_client *client)
+{
+	char why[256];
+	redisContext *c = analytics_redis_connect(why, sizeof(why));
+	size_t taken = 0, bad = 0;
+
+	if (c == NULL) {
+		fprintf(stderr, "url-shortener: cannot look for undelivered analytics events (%s); they wait for the next start\n",
+			why);
+		return;
+	}
+	while (client->count < client->capacity) {
+		redisReply *reply = redisCommand(c, "LPOP %s", ANALYTICS_UNDELIVERED_KEY);
+		struct analytics_event *event;
+
+		if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+			if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+				fprintf(stderr, "url-shortener: LPOP %s: %s\n", ANALYTICS_UNDELIVERED_KEY,
+					reply != NULL ? reply->str : c->errstr);
+			freeReplyObject(reply);
+			break; /* nil: the list is empty */
+		}
+		event = analytics_event_from_text(reply->str);
+		freeReplyObject(reply);
+		if (event == NULL) {
+			bad++;
+			continue;
+		}
+		client->ring[(client->head + client->count) % client->capacity] = event;
+		client->count++;
+		taken++;
+	}
+	redisFree(c);
+	if (taken > 0 || bad > 0)
+		fprintf(stderr, "url-shortener: took back %zu analytics events a previous stop could not deliver%s\n",
+			taken, bad > 0 ? " (and dropped some that were not events)" : "");
+	if (bad > 0)
+		kit_metric_add(client->dropped_total, (const char *const[]){ "click", "rejected" },
+			       (double)bad);
+}
+
 /* ---- start and stop ---- */
 
 /* The queue-depth gauge, set from the queue when /metrics is rendered. */
@@ -694,7 +889,10 @@ const struct analytics_events *analytics_over_http(struct kit_app *app)
 		goto fail;
 	}
 
-	/* 4. The sender. It blocks every signal: kit_app_run() sigwait()s for
+	/* 4. What a previous stop could not deliver goes first. */
+	analytics_client_take_undelivered(client);
+
+	/* 5. The sender. It blocks every signal: kit_app_run() sigwait()s for
 	 *    SIGINT/SIGTERM on main()'s thread, and a thread that did not block
 	 *    them could take the signal and be killed by it instead. */
 	client->accepting = true;
@@ -725,7 +923,7 @@ void analytics_client_stop(void)
 {
 	struct analytics_client *client = &analytics_client;
 	size_t queued;
-	size_t lost = 0;
+	size_t kept = 0, lost;
 	int error;
 
 	if (!client->started)
@@ -754,16 +952,19 @@ void analytics_client_stop(void)
 		return;
 	}
 
-	/* 3. What is left is lost: say how much. */
+	/* 3. What is left goes to Redis for the next start; only what cannot
+	 *    go there is lost. Say how much of each. */
+	if (client->count > 0)
+		kept = analytics_client_keep_undelivered(client);
+	lost = client->count - kept;
 	while (client->count > 0) {
 		analytics_event_free(client->ring[client->head]);
 		client->ring[client->head] = NULL;
 		client->head = (client->head + 1) % client->capacity;
 		client->count--;
-		lost++;
 	}
-	fprintf(stderr, "url-shortener: analytics client stopped: %zu events delivered while draining, %zu could not be delivered and are lost\n",
-		client->drained, lost);
+	fprintf(stderr, "url-shortener: analytics client stopped: %zu events delivered while draining, %zu kept in Redis (%s) for the next start, %zu could not be delivered and are lost\n",
+		client->drained, kept, ANALYTICS_UNDELIVERED_KEY, lost);
 
 	curl_easy_cleanup(client->curl);
 	client->curl = NULL;
