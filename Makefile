@@ -234,7 +234,7 @@ FUZZ_SMOKE_SECONDS ?= 2
 FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 # The kit's warning flags; clang has no -Wformat-truncation to turn off.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
 	-Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wno-unused-parameter -fno-strict-aliasing -pthread -MMD -MP \
 	-Ishared/include -Ishared/src -Iservices -Itests/fuzz $(PKG_CFLAGS) \

@@ -12,7 +12,7 @@
  * handler, the store (STORE=memory) - is the kit's own code.
  *
  * Every response is checked on the way (FUZZ_CHECK): written exactly once,
- * a well-formed head whose status is the one kit_app_serve() returned, no
+ * a well-formed head whose status is the one the request ended with, no
  * bare LF or NUL in it, a Content-Length equal to the body's length, and a
  * JSON body that parses when the Content-Type says JSON.
  */

@@ -7,6 +7,13 @@
  *
  * Each file's opening comment says what it reads and writes on the request
  * context and which environment variables configure it.
+ *
+ * Writing one of your own: fill a struct kit_middleware (kit/app.h) with
+ * handle() and, if it must see the answer, finish(). It runs under the
+ * contract at the top of kit/app.h: on civetweb it may block; on the event
+ * loop it runs on a 128 KiB coroutine stack, may wait only through
+ * kit/wait.h, and must say so with .loop_safe = true, or an app on the loop
+ * refuses to start. Every middleware below is loop_safe.
  */
 #ifndef KIT_MIDDLEWARE_H
 #define KIT_MIDDLEWARE_H

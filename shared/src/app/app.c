@@ -1,10 +1,10 @@
 /*
  * app.c - the application: server settings, the middleware chain, the route
- * table, and kit_app_serve(), which runs one request through them
- * (kit/app.h).
+ * table, and serve(), which runs one request through them (kit/app.h).
  *
  * A server core (server/civetweb.c or server/event_loop.c) builds the
- * request context and calls kit_app_serve(), which resolves the client
+ * request context and calls serve() through the one pointer it is given
+ * (kit_server_config.serve, server/core.h), which resolves the client
  * address, matches the route, runs the chain, calls the handler and runs
  * the finish hooks in reverse. Nothing it allocates outlives the request.
  * kit_app_run() starts whichever core the app was given.

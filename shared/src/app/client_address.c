@@ -3,7 +3,7 @@
  * per-IP rate limits count, the access log records and the proxy passes
  * upstream as X-Forwarded-For.
  *
- * Position: the first thing kit_app_serve() (app.c) does to a request,
+ * Position: the first thing serve() (app.c) does to a request,
  * before the route and the chain; every middleware reads the result.
  * Reads:    the socket peer, every X-Forwarded-For line of the request,
  *           TRUSTED_PROXIES (read once by kit_client_address_config()).
