@@ -219,6 +219,7 @@ declare -A URL=()          # what wrk loads
 declare -A EXPECT=()       # a jq test the answer to URL must pass
 declare -A SUBJECT_PIDS=() # processes under test (space-separated)
 declare -A OTHER_PIDS=()   # the helpers they need
+declare -A WRK_THREADS=()  # wrk threads when not 1 (the -t2 rows)
 for name in "${SCENARIOS[@]}"; do
 	STATUS[$name]=pending
 done
@@ -304,6 +305,7 @@ gateway_env() {
 	printf '%s\n' \
 		"JWT_SECRET=$SECRET" \
 		"WORKER_THREADS=$GATEWAY_THREADS" \
+		"LOOP_THREADS=$LOOP_THREADS" \
 		"ACCESS_LOG=on" \
 		"RATE_LIMIT_WINDOW_SECONDS=60" \
 		"RATE_LIMIT_ANONYMOUS=$HIGH_LIMIT" \
@@ -363,9 +365,10 @@ peak_rss_kb() {
 	echo "$total"
 }
 
-# run_wrk CONNECTIONS SECONDS URL OUTPUT: one wrk run, bounded by timeout.
+# run_wrk CONNECTIONS SECONDS URL OUTPUT [THREADS]: one wrk run, bounded by
+# timeout; THREADS wrk threads (1).
 run_wrk() {
-	timeout $(($2 + 30)) wrk -t1 -c"$1" -d"${2}s" --latency \
+	timeout $(($2 + 30)) wrk -t"${5:-1}" -c"$1" -d"${2}s" --latency \
 		-H "Authorization: Bearer $TOKEN" "$3" >"$4" 2>&1
 }
 
@@ -442,7 +445,7 @@ measure() {
 	local subject other upstream=() pid cpu_before other_before cpu_after other_after
 	local numbers c1 rss requests rps p50 p99 non2xx errors c1_p50 cpu_us other_us
 	local busy_before busy_after upstream_before upstream_after wrk_before wrk_after
-	local started_us elapsed_us foreign
+	local started_us elapsed_us foreign machine_us
 	read -r -a subject <<<"${SUBJECT_PIDS[$name]}"
 	read -r -a other <<<"${OTHER_PIDS[$name]:-}"
 	# The upstream's worker, unless it is the subject (direct) already.
@@ -457,7 +460,7 @@ measure() {
 	cpu_before=$(cpu_ticks "${subject[@]}")
 	other_before=$(cpu_ticks "${other[@]}")
 	started_us=${EPOCHREALTIME/[.,]/}
-	run_wrk "$connections" "$seconds" "${URL[$name]}" "$out.txt"
+	run_wrk "$connections" "$seconds" "${URL[$name]}" "$out.txt" "${WRK_THREADS[$name]:-1}"
 	elapsed_us=$((${EPOCHREALTIME/[.,]/} - started_us))
 	cpu_after=$(cpu_ticks "${subject[@]}")
 	other_after=$(cpu_ticks "${other[@]}")
@@ -496,9 +499,17 @@ measure() {
 		other_us=$(awk -v t=$((other_after - other_before)) -v hz="$CLOCK_TICKS" -v n="$requests" \
 			'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	# The whole machine's busy CPU per request: wrk, the upstream and every
+	# process of the scenario, the kernel's work for all of them included.
+	# On loopback a sender does much of its receiver's TCP work in its own
+	# context, so how the CPU splits between processes depends on who runs
+	# where; the machine's total does not.
+	machine_us=$(awk -v t=$((busy_after - busy_before)) -v hz="$CLOCK_TICKS" -v n="$requests" \
+		'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$name" "$rep" "$connections" "$seconds" "$requests" "$rps" "$p50" "$p99" \
-		"$c1_p50" "$cpu_us" "${other_us:--}" "$rss" "$non2xx" "$errors" "$foreign" >>"$RAW"
+		"$c1_p50" "$cpu_us" "${other_us:--}" "$rss" "$non2xx" "$errors" "$foreign" \
+		"$machine_us" >>"$RAW"
 	printf '      %6.0f req/s  p50 %5.2f ms  p99 %6.2f ms  @1 conn %4d us  CPU %6.1f us/req  RSS %5.1f MB  other load %4.1f%%\n' \
 		"$rps" "$(awk -v v="$p50" 'BEGIN { print v / 1000 }')" \
 		"$(awk -v v="$p99" 'BEGIN { print v / 1000 }')" "$c1_p50" "$cpu_us" \
@@ -511,6 +522,9 @@ measure() {
 CPU_MODEL=$(awk -F': *' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 CPU_MODEL=${CPU_MODEL:-unknown CPU}
 CORES=$(nproc)
+# The kit's event-loop gateways get one loop thread per core, and the nginx
+# they are compared with (nginx-proxy) as many worker processes.
+LOOP_THREADS=${BENCH_LOOP_THREADS:-$CORES}
 KERNEL=$(uname -r)
 HOST=$(hostname 2>/dev/null || echo unknown)
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -559,7 +573,8 @@ fi
 
 if selected nginx-proxy; then
 	port=$(free_port)
-	if start_bench_nginx proxy proxy.conf "$port" / "@UPSTREAM_PORT@=$UPSTREAM_PORT"; then
+	if start_bench_nginx proxy proxy.conf "$port" / "@UPSTREAM_PORT@=$UPSTREAM_PORT" \
+		"@WORKERS@=$LOOP_THREADS"; then
 		URL[nginx-proxy]="http://127.0.0.1:$port/bench"
 		EXPECT[nginx-proxy]=$FIXED_BODY
 		SUBJECT_PIDS[nginx-proxy]=$NGINX_WORKERS
@@ -770,6 +785,30 @@ start_phase3() {
 selected phase3-x3 && start_phase3 phase3-x3 3
 selected phase3-x1 && start_phase3 phase3-x1 1
 
+# The headline rows once more with two wrk threads, same processes, same
+# run: with one wrk thread the client takes one core and the proxies share
+# the other; with two, wrk competes for both (docs/performance.md says what
+# that changes).
+TWO_THREAD_ROWS=(nginx-proxy gateway-pipeline gateway-threads)
+with_t2=()
+for name in "${SCENARIOS[@]}"; do
+	with_t2+=("$name")
+	[[ " ${TWO_THREAD_ROWS[*]} " == *" $name "* ]] || continue
+	t2="$name-t2"
+	TITLE[$t2]="${TITLE[$name]}, wrk -t2"
+	SUBJECT_NAME[$t2]=${SUBJECT_NAME[$name]}
+	[ -z "${OTHER_NAME[$name]:-}" ] || OTHER_NAME[$t2]=${OTHER_NAME[$name]}
+	STATUS[$t2]=${STATUS[$name]}
+	REASON[$t2]=${REASON[$name]:-}
+	URL[$t2]=${URL[$name]:-}
+	EXPECT[$t2]=${EXPECT[$name]:-}
+	SUBJECT_PIDS[$t2]=${SUBJECT_PIDS[$name]:-}
+	OTHER_PIDS[$t2]=${OTHER_PIDS[$name]:-}
+	WRK_THREADS[$t2]=2
+	with_t2+=("$t2")
+done
+SCENARIOS=("${with_t2[@]}")
+
 READY=()
 for name in "${SCENARIOS[@]}"; do
 	if [ "${STATUS[$name]}" = ready ]; then
@@ -796,7 +835,8 @@ time_left() {
 if [ "$WARMUP" -gt 0 ] && [ ${#READY[@]} -gt 0 ]; then
 	echo "# warm-up: $WARMUP s per scenario, not recorded (pools fill, pages fault in)"
 	for name in "${READY[@]}"; do
-		run_wrk "$CONNECTIONS" "$WARMUP" "${URL[$name]}" "$WORK/warmup-$name.txt"
+		run_wrk "$CONNECTIONS" "$WARMUP" "${URL[$name]}" "$WORK/warmup-$name.txt" \
+			"${WRK_THREADS[$name]:-1}"
 	done
 fi
 
@@ -844,7 +884,7 @@ stop_all
 # per repetition. FIELD "added" is c1_p50 minus $DIRECT_C1_P50.
 column() {
 	awk -F'\t' -v name="$1" -v field="$2" -v direct="$DIRECT_C1_P50" '
-		BEGIN { split("scenario rep connections duration requests rps p50 p99 c1_p50 cpu other rss non2xx errors foreign", names, " ")
+		BEGIN { split("scenario rep connections duration requests rps p50 p99 c1_p50 cpu other rss non2xx errors foreign machine", names, " ")
 			for (i in names) index_of[names[i]] = i }
 		$1 != name { next }
 		field == "added" { if (direct != "") print $9 - direct; next }
@@ -892,12 +932,12 @@ DIRECT_C1_P50=$(median direct c1_p50)
 
 # Every measurement, with the run and the machine on each line.
 {
-	echo "run,machine,scenario,repetition,connections,duration_s,requests,req_per_s,p50_us,p99_us,c1_p50_us,added_us_at_1_connection,cpu_us_per_request,other_cpu_us_per_request,peak_rss_kb,non_2xx,socket_errors,foreign_load_pct"
+	echo "run,machine,scenario,repetition,connections,duration_s,requests,req_per_s,p50_us,p99_us,c1_p50_us,added_us_at_1_connection,cpu_us_per_request,other_cpu_us_per_request,peak_rss_kb,non_2xx,socket_errors,foreign_load_pct,machine_cpu_us_per_request"
 	awk -F'\t' -v OFS=, -v run="$RUN_ID" -v machine="\"$MACHINE\"" -v direct="$DIRECT_C1_P50" '
 		{
 			added = direct == "" ? "" : $9 - direct
 			other = $11 == "-" ? "" : $11
-			print run, machine, $1, $2, $3, $4, $5, $6, $7, $8, $9, added, $10, other, $12, $13, $14, $15
+			print run, machine, $1, $2, $3, $4, $5, $6, $7, $8, $9, added, $10, other, $12, $13, $14, $15, $16
 		}' "$RAW"
 } >"$OUT_DIR/results.csv"
 
@@ -927,6 +967,17 @@ at_least() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 below() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 
 PIPELINE_VS_NGINX=$(ratio gateway-pipeline nginx-proxy)
+PIPELINE_VS_NGINX_T2=$(ratio gateway-pipeline-t2 nginx-proxy-t2)
+THREADS_VS_NGINX=$(ratio gateway-threads nginx-proxy)
+# cpu_ratio A B: median CPU per request of A over B's, "1.23", or nothing.
+cpu_ratio() {
+	local a b
+	a=$(median "$1" cpu)
+	b=$(median "$2" cpu)
+	[ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b }'
+}
+PIPELINE_CPU_VS_NGINX=$(cpu_ratio gateway-pipeline nginx-proxy)
+PIPELINE_CPU_VS_NGINX_T2=$(cpu_ratio gateway-pipeline-t2 nginx-proxy-t2)
 PIPELINE_VS_EXPRESS=$(ratio gateway-pipeline express)
 PIPELINE_ADDED=$(median gateway-pipeline added)
 PIPELINE_RSS200=$(median gateway-pipeline-c200 rss)
@@ -957,7 +1008,8 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "|---|---|"
 	echo "| run | \`$RUN_ID\`: started $STARTED_AT, took $((TOTAL_S / 60)) min $((TOTAL_S % 60)) s, git commit \`$COMMIT\` |"
 	echo "| machine | $CORES cores (nproc), $CPU_MODEL, Linux $KERNEL, host \`$HOST\` |"
-	echo "| load | \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` per measurement, keep-alive, 127.0.0.1 only; then \`wrk -t1 -c1 -d${C1_DURATION}s\` for the latency at 1 connection |"
+	echo "| load | \`wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency\` per measurement (\`-t2\` on the rows that say so), keep-alive, 127.0.0.1 only; then \`wrk -t1 -c1 -d${C1_DURATION}s\` for the latency at 1 connection |"
+	echo "| proxies | the kit's event-loop gateways: $LOOP_THREADS loop threads each; nginx-proxy: $LOOP_THREADS worker processes: the same cores |"
 	echo "| repetitions | $REPEAT, interleaved (every scenario once, then again)$([ "$WARMUP" -gt 0 ] && echo "; ${WARMUP} s of unrecorded warm-up each first")$([ "$SMOKE" = 1 ] && echo "; **smoke run: too short to quote**") |"
 	echo "| upstream | nginx, 1 worker, \`return 200 '{\"ok\":true}'\` from memory (bench/nginx/upstream.conf) |"
 	echo "| tools | $TOOLS |"
@@ -965,23 +1017,23 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo
 	echo "Each cell is the median over the repetitions, [min–max] beside it."
 	echo
-	echo "| scenario | req/s | p50 ms | p99 ms | + latency at 1 conn (µs) | CPU µs/req | + other CPU µs/req | peak RSS MB | run | machine |"
-	echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
+	echo "| scenario | req/s | CPU µs/req | + other CPU µs/req | machine CPU µs/req | p50 ms | p99 ms | + latency at 1 conn (µs) | peak RSS MB | run | machine |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 	for name in "${SCENARIOS[@]}"; do
 		label="**$name**: ${TITLE[$name]}"
 		case ${STATUS[$name]} in
 		unavailable)
-			echo "| $label | not available: ${REASON[$name]//|/\\|} | | | | | | | \`$RUN_ID\` | $MACHINE |"
+			echo "| $label | not available: ${REASON[$name]//|/\\|} | | | | | | | | \`$RUN_ID\` | $MACHINE |"
 			continue ;;
 		error)
-			echo "| $label | **error**: ${REASON[$name]//|/\\|} | | | | | | | \`$RUN_ID\` | $MACHINE |"
+			echo "| $label | **error**: ${REASON[$name]//|/\\|} | | | | | | | | \`$RUN_ID\` | $MACHINE |"
 			continue ;;
 		esac
 		if [ "$name" = direct ]; then added="0 (the base)"; else added=$(cell "$name" added 1 0); fi
 		other_cell="–"
 		if [ -n "${OTHER_NAME[$name]:-}" ]; then other_cell="$(cell "$name" other 1 1) (${OTHER_NAME[$name]})"; fi
 		rss_max=$(column "$name" rss | sort -n | tail -n 1)
-		echo "| $label | $(cell "$name" rps 1 0) | $(cell "$name" p50 1000 2) | $(cell "$name" p99 1000 2) | $added | $(cell "$name" cpu 1 1) (${SUBJECT_NAME[$name]}) | $other_cell | $(awk -v kb="${rss_max:-0}" 'BEGIN { printf "%.1f", kb / 1024 }') | \`$RUN_ID\` | $MACHINE |"
+		echo "| $label | $(cell "$name" rps 1 0) | $(cell "$name" cpu 1 1) (${SUBJECT_NAME[$name]}) | $other_cell | $(cell "$name" machine 1 1) | $(cell "$name" p50 1000 2) | $(cell "$name" p99 1000 2) | $added | $(awk -v kb="${rss_max:-0}" 'BEGIN { printf "%.1f", kb / 1024 }') | \`$RUN_ID\` | $MACHINE |"
 	done
 	echo
 	echo "- **req/s, p50, p99**: wrk at $CONNECTIONS connections (the last row: $RSS_CONNECTIONS)."
@@ -993,14 +1045,26 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "- **CPU µs/req**: user + system CPU of the named process(es), from /proc/<pid>/stat around"
 	echo "  the load run, per request served; all threads count. **+ other**: the same for what they"
 	echo "  use besides the fixed upstream (named). The upstream's own CPU is in the direct row."
+	echo "- **machine CPU µs/req**: the whole machine's busy CPU (/proc/stat, every core) per request:"
+	echo "  wrk, the upstream, the scenario's processes and the kernel's work for all of them. On"
+	echo "  loopback a sender does much of its receiver's TCP work in its own context, so how CPU"
+	echo "  splits between processes moves with scheduling (a second wrk thread moves it); this"
+	echo "  total does not, and the difference between two rows is what one architecture costs"
+	echo "  more than the other, all of it."
 	echo "- **peak RSS**: VmHWM of the process(es) under test at the end (all repetitions and warm-up)."
 	echo
 	echo "## Ratios and targets"
 	echo
 	echo "| target | measured | |"
 	echo "|---|---|---|"
-	target_row "whole pipeline ≥ 0.6 × nginx req/s" "${PIPELINE_VS_NGINX:+${PIPELINE_VS_NGINX} ×}" \
+	target_row "whole pipeline ≥ 0.6 × nginx req/s (wrk -t1)" "${PIPELINE_VS_NGINX:+${PIPELINE_VS_NGINX} ×}" \
 		at_least "${PIPELINE_VS_NGINX:-0}" 0.6
+	target_row "whole pipeline ≤ 2 × nginx's CPU per request (wrk -t1)" "${PIPELINE_CPU_VS_NGINX:+${PIPELINE_CPU_VS_NGINX} ×}" \
+		below "${PIPELINE_CPU_VS_NGINX:-0}" 2.0001
+	target_row "whole pipeline ≥ 0.6 × nginx req/s (wrk -t2)" "${PIPELINE_VS_NGINX_T2:+${PIPELINE_VS_NGINX_T2} ×}" \
+		at_least "${PIPELINE_VS_NGINX_T2:-0}" 0.6
+	target_row "whole pipeline ≤ 2 × nginx's CPU per request (wrk -t2)" "${PIPELINE_CPU_VS_NGINX_T2:+${PIPELINE_CPU_VS_NGINX_T2} ×}" \
+		below "${PIPELINE_CPU_VS_NGINX_T2:-0}" 2.0001
 	target_row "whole pipeline ≥ 15 × the Express gateway, same run" "${PIPELINE_VS_EXPRESS:+${PIPELINE_VS_EXPRESS} ×}" \
 		at_least "${PIPELINE_VS_EXPRESS:-0}" 15
 	target_row "whole pipeline adds < 100 µs over direct at 1 connection" "${PIPELINE_ADDED:+${PIPELINE_ADDED} µs}" \
@@ -1015,7 +1079,7 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "## What each row runs"
 	echo
 	echo "- **direct**: wrk straight to the upstream: the floor every other row pays on top of."
-	echo "- **nginx-proxy**: nginx (1 worker, no access log) with \`upstream { keepalive 32; }\`,"
+	echo "- **nginx-proxy**: nginx ($LOOP_THREADS workers, as many as a gateway's loop threads; no access log) with \`upstream { keepalive 32; }\`,"
 	echo "  \`proxy_http_version 1.1\` and an empty Connection header (bench/nginx/proxy.conf)."
 	echo "- **gateway-bare**: build/bin/bench-gateway-bare (bench/gateway_bare.c): Phase 2's main"
 	echo "  with no \`kit_use()\` line: the event-loop core and the pooled libcurl proxy only."
@@ -1043,9 +1107,12 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "- **gateway-pipeline-c200**: a fresh pipeline gateway (event-loop core) at"
 	echo "  $RSS_CONNECTIONS connections, once: its peak RSS is the memory target's number."
 	echo
-	echo "Every process runs on the same 2 cores as wrk (one wrk thread) and the upstream nginx"
-	echo "(one worker), unpinned, so a row's req/s is what the whole machine does with that"
-	echo "architecture; the CPU column is the per-request cost that does not depend on the sharing."
+	echo "- **...-t2**: the row above it, the same processes in the same run, driven by two wrk"
+	echo "  threads instead of one."
+	echo
+	echo "Every process runs on the same $CORES cores as wrk and the upstream nginx (one worker),"
+	echo "unpinned, so a row's req/s is what the whole machine does with that architecture; the CPU"
+	echo "column is the per-request cost, which depends less on the sharing (docs/performance.md)."
 	echo
 	echo "![Requests per second and CPU per request, by scenario](results.png)"
 } >"$OUT_DIR/results.md"

@@ -274,7 +274,8 @@ static bool conn_reserve(struct kit_loop_conn *conn, size_t size)
 }
 
 /* One read of at most READ_CHUNK bytes into the input buffer, which grows
- * (between requests) up to conn_input_limit(). A short read drained the
+ * (between requests, when it is full) up to conn_input_limit(): a client
+ * of small requests keeps a small buffer. A short read drained the
  * socket (as nginx assumes): the next edge tells us when there is more; a
  * full one leaves `readable` set, for the next turn. Returns false when
  * out of memory (the connection is then to close). */
@@ -284,7 +285,7 @@ static bool conn_fill(struct kit_loop_conn *conn)
 	size_t room;
 	ssize_t n;
 
-	if (conn->state == READING_HEAD && conn->in_size - conn->in_len < READ_CHUNK + 1 &&
+	if (conn->state == READING_HEAD && conn->in_size - conn->in_len < 2 &&
 	    conn->in_size < limit) {
 		size_t size = conn->in_size ? conn->in_size * 2 : FIRST_BUFFER + 1;
 
