@@ -233,12 +233,15 @@ fault_inject() {
 		;;
 	stop-*) kill -STOP "${PIDS[${1#stop-}]}" ;;
 	fill-redis)
-		# The limit is set to what Redis uses now: the next write that
-		# needs memory is refused (noeviction: nothing is thrown away).
+		# The limit is set 256 KiB under what Redis uses now, so it stays
+		# over it for the whole fault: every write that needs memory is
+		# refused (noeviction: nothing is thrown away). At exactly the
+		# usage, memory Redis gave back (client buffers) let writes
+		# through again within a second, and the load felt nothing.
 		OOM_BEFORE=$(redis_oom_errors)
 		redis-cli -p "$REDIS_PORT" config set maxmemory-policy noeviction >/dev/null
-		redis-cli -p "$REDIS_PORT" config set maxmemory \
-			"$(redis-cli -p "$REDIS_PORT" info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)/\1/p')" >/dev/null
+		used=$(redis-cli -p "$REDIS_PORT" info memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)/\1/p')
+		redis-cli -p "$REDIS_PORT" config set maxmemory $((used > 524288 ? used - 262144 : 262144)) >/dev/null
 		if poll_until 10 redis_refuses_writes; then
 			pass "Redis refuses writes (OOM) ${POLL_ELAPSED}s after the limit was set"
 		else
