@@ -86,15 +86,17 @@ $(BUILD)/%.o: %.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+# Each archive is written anew (rm first): `ar rcs` alone keeps the object
+# of a source file that was renamed or deleted, and its symbols then clash.
 $(KIT_LIB): $(KIT_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR      $@"
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(SERVICE_LIB): $(SERVICE_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  AR      $@"
-	$(Q)$(AR) rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(MONOLITH): $(BUILD)/phase1-monolith/main.o $(SERVICE_LIB) $(KIT_LIB)
 	@mkdir -p $(dir $@)

@@ -206,6 +206,11 @@ step "register a bad username"
 http POST "$BASE/auth/register" "{\"username\":\"Bad Name!\",\"password\":\"$PASSWORD\"}"
 expect_problem 400
 
+step "register a name an escaped NUL would cut to \"alice\""
+http POST "$BASE/auth/register" "{\"username\":\"alice\\u0000x\",\"password\":\"$PASSWORD\"}"
+expect_problem 400
+expect_json '.detail | test("escape")' true
+
 step "register with a 7-byte password"
 http POST "$BASE/auth/register" '{"username":"dave","password":"1234567"}'
 expect_problem 400
@@ -302,6 +307,8 @@ BAD_BODIES=(
 	'a JSON array body|[]'
 	'a body that is not JSON|not json'
 	'no url at all|{}'
+	'an alias cut short by an escaped NUL|{"url":"https://example.com/","alias":"abc\u0000def"}'
+	'a url cut short by a bad escape (cJSON reads \u00zz as NUL)|{"url":"https://example.com/\u00zz.evil"}'
 )
 for entry in "${BAD_BODIES[@]}"; do
 	step "shorten with ${entry%%|*}"

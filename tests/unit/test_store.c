@@ -353,6 +353,63 @@ static void test_memory_handles_share_data(void **state)
 	kit_store_close(other);
 }
 
+/* ---- Redis restarted: the store's connection is gone ------------------ */
+
+/* Kills every normal client connection of the test's Redis but the one
+ * that asks (CLIENT KILL ... SKIPME yes): what a Redis restart does to the
+ * store's open connection. Returns how many were killed. */
+static long long kill_client_connections(const struct fixture *f)
+{
+	struct timeval timeout = { 1, 0 };
+	redisContext *c = redisConnectWithTimeout(f->cfg.host, f->cfg.port, timeout);
+	long long killed = -1;
+
+	assert_non_null(c);
+	assert_int_equal(c->err, 0);
+	redisReply *r = redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes");
+	if (r != NULL && r->type == REDIS_REPLY_INTEGER)
+		killed = r->integer;
+	if (r != NULL)
+		freeReplyObject(r);
+	redisFree(c);
+	return killed;
+}
+
+/* A read on a connection Redis has closed since it last answered is sent
+ * again on a new one: no error reaches the caller (the first request of a
+ * worker after a Redis restart used to fail with 503). */
+static void test_read_after_connection_killed(void **state)
+{
+	struct kit_store *s = fixture_store(state);
+	struct fixture *f = *state;
+	char *value = NULL;
+
+	assert_int_equal(kit_store_set_nx(s, key(state, "k"), "v", 1), KIT_STORE_OK);
+	assert_true(kill_client_connections(f) >= 1);
+	assert_int_equal(kit_store_get(s, key(state, "k"), &value, NULL), KIT_STORE_OK);
+	assert_string_equal(value, "v");
+	free(value);
+
+	struct kit_store_hash hash;
+	assert_int_equal(kill_client_connections(f) >= 1, 1);
+	assert_int_equal(kit_store_hash_get_all(s, key(state, "none"), &hash), KIT_STORE_NOT_FOUND);
+	assert_true(kill_client_connections(f) >= 1);
+	assert_int_equal(kit_store_ping(s), KIT_STORE_OK);
+}
+
+/* A write is not sent twice: Redis may have run it before the connection
+ * broke. The caller sees the error; the next call reconnects. */
+static void test_write_after_connection_killed_is_an_error_once(void **state)
+{
+	struct kit_store *s = fixture_store(state);
+	struct fixture *f = *state;
+
+	assert_int_equal(kit_store_ping(s), KIT_STORE_OK);
+	assert_true(kill_client_connections(f) >= 1);
+	assert_int_equal(kit_store_set_nx(s, key(state, "w"), "1", 1), KIT_STORE_ERROR);
+	assert_int_equal(kit_store_set_nx(s, key(state, "w"), "1", 1), KIT_STORE_OK);
+}
+
 /* ---- Redis down: no server needed ------------------------------------ */
 
 /* A Redis that is not there: opening still succeeds (lazy connect), and the
@@ -441,6 +498,10 @@ int main(int argc, char **argv)
 						setup_memory, teardown),
 		cmocka_unit_test_setup_teardown(test_memory_handles_share_data,
 						setup_memory, teardown),
+		cmocka_unit_test_setup_teardown(test_read_after_connection_killed,
+						setup_redis, teardown),
+		cmocka_unit_test_setup_teardown(test_write_after_connection_killed_is_an_error_once,
+						setup_redis, teardown),
 		cmocka_unit_test(test_redis_down_is_an_error),
 		cmocka_unit_test(test_config_from_env),
 	};

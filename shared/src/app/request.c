@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "kit/http_parser.h"
+#include "kit/text.h"
 #include "kit/request.h"
 #include "kit/response.h"
 #include "server/core.h"
@@ -148,6 +149,8 @@ int kit_request_json(struct kit_request *req, cJSON **out)
 	if (req->body_len == 0)
 		return kit_problem(req, 400, "the body must be a JSON object");
 
+	if (!kit_json_escapes_are_sound(req->body, req->body_len))
+		return kit_problem(req, 400, "the body has a \\u escape that is not four hex digits, or stands for NUL");
 	req->json = cJSON_ParseWithLengthOpts(req->body, req->body_len, &end, false);
 	if (req->json == NULL)
 		return kit_problem(req, 400, "the body is not valid JSON");

@@ -37,6 +37,7 @@
 
 #include "kit/config.h"
 #include "kit/gateway.h"
+#include "kit/text.h"
 
 struct parser {
 	const char *path;
@@ -541,6 +542,10 @@ int kit_gateway_config_parse(const char *path, const char *text,
 
 	memset(config, 0, sizeof(*config));
 	snprintf(config->path, sizeof(config->path), "%s", path);
+	if (!kit_json_escapes_are_sound(text, strlen(text))) {
+		fail(&p, "(file)", "a \\u escape that is not four hex digits, or stands for NUL");
+		return -1;
+	}
 	root = cJSON_Parse(text);
 	if (root == NULL) {
 		fail(&p, "(file)", "not valid JSON (near byte %ld)",

@@ -32,6 +32,7 @@
 #include <openssl/evp.h>
 
 #include "kit/config.h"
+#include "kit/text.h"
 #include "kit/jwt.h"
 
 #define KIT_JWT_MAX_LENGTH 8192
@@ -168,9 +169,9 @@ static cJSON *decode_json_part(const char *part, size_t len)
 
 	if (text == NULL)
 		return NULL;
-	/* cJSON turns the escape \u0000 into a NUL inside a C string, so a
-	 * sub "alice\u0000x" would read as "alice": refuse the escape. */
-	if (strstr(text, "\\u0000") != NULL) {
+	/* cJSON turns the escape \u0000 (and \u00zz) into a NUL inside a C
+	 * string, so a sub "alice\u0000x" would read as "alice": refuse it. */
+	if (!kit_json_escapes_are_sound(text, strlen(text))) {
 		free(text);
 		return NULL;
 	}

@@ -20,24 +20,13 @@
 #include <string.h>
 
 #include "kit/http_parser.h"
+#include "kit/text.h"
 
 /* ---- characters ------------------------------------------------------- */
 
 static bool is_digit(unsigned char ch)
 {
 	return ch >= '0' && ch <= '9';
-}
-
-/* The value of a hex digit, or -1 when ch is not one. */
-static int hex_value(unsigned char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
 }
 
 static bool is_alpha(unsigned char ch)
@@ -211,8 +200,8 @@ bool kit_http_is_host(const char *value)
 		while (i < len && value[i] != ':') {
 			if (value[i] == '%') {
 				if (len - i < 3 ||
-				    hex_value((unsigned char)value[i + 1]) < 0 ||
-				    hex_value((unsigned char)value[i + 2]) < 0)
+				    kit_hex_digit(value[i + 1]) < 0 ||
+				    kit_hex_digit(value[i + 2]) < 0)
 					return false;
 				i += 3;
 				continue;
@@ -546,8 +535,8 @@ static int percent_decode(const char *in, size_t len, char *out, size_t size,
 		if (byte == '%') {
 			if (len - r < 3)
 				return 400;
-			int high = hex_value((unsigned char)in[r + 1]);
-			int low = hex_value((unsigned char)in[r + 2]);
+			int high = kit_hex_digit(in[r + 1]);
+			int low = kit_hex_digit(in[r + 2]);
 			if (high < 0 || low < 0)
 				return 400;
 			byte = (unsigned char)(high * 16 + low);
@@ -700,7 +689,7 @@ static int add_size_digit(struct kit_http_chunked *c, int digit)
 static int chunked_step(struct kit_http_chunked *c, unsigned char byte,
 			size_t room)
 {
-	int digit = hex_value(byte);
+	int digit = kit_hex_digit((char)byte);
 
 	switch (c->state) {
 	case CHUNK_SIZE_FIRST:

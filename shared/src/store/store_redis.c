@@ -6,11 +6,19 @@
  * connect timeout and a command timeout, so a dead Redis costs a request a
  * bounded wait, never a hang. After an I/O error the connection is dropped
  * and the next call reconnects: a Redis restart heals without restarting
- * the service. A Redis error reply (WRONGTYPE...) keeps the connection.
+ * the service. A read (GET, HGETALL, PING) that finds its connection broken
+ * - Redis closed or reset it, as after a restart - is sent once more on a
+ * new connection, so not even the first read of each worker after a
+ * restart fails; a write is never sent twice, since Redis may have run it
+ * before the connection broke. A Redis error reply (WRONGTYPE...) keeps
+ * the connection.
  *
  * Multi-field hash updates go out as MULTI / HSET|HINCRBY... / EXEC in one
  * pipelined write, so they are atomic and cost one round trip.
  */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,15 +94,45 @@ static enum kit_store_result check_reply(struct kit_store *store, redisReply *re
 	return KIT_STORE_OK;
 }
 
+/* Whether the connection broke (Redis closed or reset it, as when it
+ * restarted) rather than timed out, after which Redis may still be working
+ * on the command. */
+static bool connection_broke(const redisContext *c)
+{
+	return c->err == REDIS_ERR_EOF ||
+	       (c->err == REDIS_ERR_IO && strcmp(c->errstr, strerror(EAGAIN)) != 0);
+}
+
+/* Runs a read command into *reply (freed by the caller, even on failure):
+ * once more on a new connection when a connection that was already open
+ * turns out broken (see the top of the file). */
+static enum kit_store_result read_command(struct kit_store *store, redisReply **reply,
+					  const char *format, ...)
+{
+	for (int attempt = 1;; attempt++) {
+		bool reused = store->redis != NULL;
+		enum kit_store_result result = ensure_connected(store);
+		va_list args;
+
+		*reply = NULL;
+		if (result != KIT_STORE_OK)
+			return result;
+		va_start(args, format);
+		*reply = redisvCommand(store->redis, format, args);
+		va_end(args);
+		if (*reply == NULL && reused && attempt == 1 && connection_broke(store->redis)) {
+			store_redis_disconnect(store);
+			continue;
+		}
+		return check_reply(store, *reply);
+	}
+}
+
 enum kit_store_result store_redis_ping(struct kit_store *store)
 {
-	enum kit_store_result result = ensure_connected(store);
 	redisReply *reply;
+	enum kit_store_result result = read_command(store, &reply, "PING");
 
-	if (result != KIT_STORE_OK)
-		return result;
-	reply = redisCommand(store->redis, "PING");
-	result = check_reply(store, reply);
 	freeReplyObject(reply);
 	return result;
 }
@@ -102,13 +140,9 @@ enum kit_store_result store_redis_ping(struct kit_store *store)
 enum kit_store_result store_redis_get(struct kit_store *store, const char *key,
 				      char **value, size_t *len)
 {
-	enum kit_store_result result = ensure_connected(store);
 	redisReply *reply;
+	enum kit_store_result result = read_command(store, &reply, "GET %s", key);
 
-	if (result != KIT_STORE_OK)
-		return result;
-	reply = redisCommand(store->redis, "GET %s", key);
-	result = check_reply(store, reply);
 	if (result == KIT_STORE_OK) {
 		if (reply->type == REDIS_REPLY_NIL) {
 			result = KIT_STORE_NOT_FOUND;
@@ -187,13 +221,9 @@ enum kit_store_result store_redis_hash_update(struct kit_store *store, const cha
 enum kit_store_result store_redis_hash_get_all(struct kit_store *store, const char *key,
 					       struct kit_store_hash *out)
 {
-	enum kit_store_result result = ensure_connected(store);
 	redisReply *reply;
+	enum kit_store_result result = read_command(store, &reply, "HGETALL %s", key);
 
-	if (result != KIT_STORE_OK)
-		return result;
-	reply = redisCommand(store->redis, "HGETALL %s", key);
-	result = check_reply(store, reply);
 	if (result == KIT_STORE_OK) {
 		if (reply->type != REDIS_REPLY_ARRAY)
 			result = fail(store, "HGETALL: unexpected reply type");

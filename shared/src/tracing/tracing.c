@@ -47,6 +47,7 @@
 #include "kit/noncrypto.h"
 #include "kit/request.h"
 #include "kit/response.h"
+#include "kit/text.h"
 #include "kit/tracing.h"
 #include "tracing/trace_reporter.h"
 
@@ -90,17 +91,6 @@ static int64_t trace_now_us(void)
 
 /* ---- headers ---- */
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* text[0..len) as 1..16 hex digits into *out. */
 static bool parse_hex64(const char *text, size_t len, uint64_t *out)
 {
@@ -109,7 +99,7 @@ static bool parse_hex64(const char *text, size_t len, uint64_t *out)
 	if (len == 0 || len > 16)
 		return false;
 	for (size_t i = 0; i < len; i++) {
-		int digit = hex_value(text[i]);
+		int digit = kit_hex_digit(text[i]);
 
 		if (digit < 0)
 			return false;
