@@ -73,6 +73,24 @@ ensure_env() {
 	if [ -n "${JWT_SECRET:-}" ]; then
 		echo "compose: note: JWT_SECRET is set in your environment; compose uses it instead of $ENV_FILE's" >&2
 	fi
+	ensure_operator_token
+}
+
+# ensure_operator_token: .env holds an OPERATOR_TOKEN (the credential for
+# the gateways' and the monolith's /health/details): kept when it does,
+# added once when it does not. Optional in docker-compose.yml: without it
+# the detailed report is off (403); a line of yours is never replaced.
+ensure_operator_token() {
+	local token
+	if grep -Eq '^[[:space:]]*(export[[:space:]]+)?OPERATOR_TOKEN[[:space:]]*=' "$ENV_FILE"; then
+		return 0
+	fi
+	token=$(openssl rand -hex 32) || die "openssl rand failed: cannot make an operator token"
+	(
+		umask 077
+		printf 'OPERATOR_TOKEN=%s\n' "$token" >>"$ENV_FILE"
+	)
+	echo "compose: wrote a new random OPERATOR_TOKEN to $ENV_FILE (GET /health/details with it as a Bearer token)"
 }
 
 # find_compose: sets COMPOSE to the command to run, the v2 plugin first.

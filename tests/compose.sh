@@ -141,9 +141,12 @@ FIRST_SECRET=$(env_secret)
 check_match ".env has one JWT_SECRET of 64 hex digits" '^[0-9a-f]{64}$' "$FIRST_SECRET"
 check_eq ".env is readable by its owner only" 600 "$(stat -c %a "$REPO/.env" 2>/dev/null)"
 check_match ".env says what it is" '^# Made by scripts/compose.sh' "$(head -n 1 "$REPO/.env")"
+FIRST_TOKEN=$(sed -n 's/^OPERATOR_TOKEN=//p' "$REPO/.env")
+check_match ".env has one OPERATOR_TOKEN of 64 hex digits" '^[0-9a-f]{64}$' "$FIRST_TOKEN"
 compose_sh -- env
 check_match "a second run keeps it" 'using the JWT_SECRET in .env' "$OUT"
 check_eq "the secret is the same" "$FIRST_SECRET" "$(env_secret)"
+check_eq "and the operator token" "$FIRST_TOKEN" "$(sed -n 's/^OPERATOR_TOKEN=//p' "$REPO/.env")"
 compose_sh JWT_SECRET=from-the-shell -- env
 check_match "an exported JWT_SECRET is pointed out" 'JWT_SECRET is set in your environment' "$OUT"
 

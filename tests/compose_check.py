@@ -275,6 +275,16 @@ def check_compose(services, dummy_secret, targets):
             report(secret is None, f"service {name} ({program}, trusts the gateway) does not get JWT_SECRET",
                    "it has one: only the programs that sign or verify tokens need it")
 
+    # The operator's token reaches the processes that serve /health/details
+    # to clients: the monolith and the gateways (the services' own reports
+    # are behind the gateway, not needed by an operator from outside).
+    for name, program in sorted(kit_services.items()):
+        environment = services[name].get("environment") or {}
+        if program in ("monolith", "gateway", "gateway-advanced"):
+            report("OPERATOR_TOKEN" in environment,
+                   f"service {name} ({program}) gets OPERATOR_TOKEN from .env",
+                   "it has none: /health/details would be off")
+
     # Tracing: one set of settings per profile, pointing inside the profile.
     for phase in PHASES:
         settings = {}
