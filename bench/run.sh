@@ -16,7 +16,9 @@
 #                     (bench/; in smoke mode a temporary directory)
 #
 # `make bench` builds everything and runs this with the defaults; it takes
-# about six minutes on the 2-core machine the kit is developed on.
+# about eight minutes on the 2-core machine the kit is developed on.
+# BENCH_LOOP_THREADS=N gives the kit's event-loop gateways N loop threads
+# and nginx-proxy N workers (default: one per core).
 #
 # Every scenario ends at the same upstream: nginx answering every request
 # with 200 {"ok":true} from memory (bench/nginx/upstream.conf), so what a
