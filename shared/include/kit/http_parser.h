@@ -163,6 +163,10 @@ struct kit_http_framing {
 int kit_http_read_fields(const struct kit_http_header *fields, int count,
 			 int version_minor, struct kit_http_framing *framing);
 
+/* Copies what framing says (length, chunked, keep-alive, Expect) into the
+ * head, where the rest of the kit reads it. */
+void kit_http_apply_framing(struct kit_http_head *head, const struct kit_http_framing *framing);
+
 /* The detail a server sends with a refusal of kit_http_parse_head() or of
  * the field rules (400, 431, 501, 505), the same on every server core:
  * "the request is malformed", "the request head is too large", ... Never

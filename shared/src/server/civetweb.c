@@ -179,10 +179,7 @@ static int civetweb_head(const struct mg_request_info *info, struct kit_http_hea
 	}
 	if (refusal != 0)
 		return refusal;
-	head->content_length = framing.content_length;
-	head->chunked = framing.chunked;
-	head->keep_alive = framing.keep_alive;
-	head->expect_continue = framing.expect_continue;
+	kit_http_apply_framing(head, &framing);
 	return 0;
 }
 

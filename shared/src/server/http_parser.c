@@ -486,12 +486,17 @@ int kit_http_parse_head(char *buf, size_t len, size_t max_head,
 				      head->version_minor, &framing);
 	if (status != 0)
 		return status;
-	head->content_length = framing.content_length;
-	head->chunked = framing.chunked;
-	head->keep_alive = framing.keep_alive;
-	head->expect_continue = framing.expect_continue;
+	kit_http_apply_framing(head, &framing);
 	head->head_len = head_len;
 	return 0;
+}
+
+void kit_http_apply_framing(struct kit_http_head *head, const struct kit_http_framing *framing)
+{
+	head->content_length = framing->content_length;
+	head->chunked = framing->chunked;
+	head->keep_alive = framing->keep_alive;
+	head->expect_continue = framing->expect_continue;
 }
 
 const char *kit_http_refusal_detail(int status)
