@@ -13,9 +13,11 @@
 #                       bench/results.md, .csv and .png; BENCH_ARGS="--duration 4"
 #                       passes flags on
 #   make bench-smoke    the benchmark harness, one second per scenario
+#   make diagrams       draw docs/diagrams/*.svg again from their sources
 #
-# Objects go under build/ (build/asan/ for the sanitizer build); nothing is
-# written into the source tree.
+# Objects go under build/ (build/asan/ for the sanitizer build); nothing else
+# is written into the source tree (`make bench` writes bench/results.*,
+# `make diagrams` docs/diagrams/*.svg, `make faults` docs/reliability.md).
 
 PHASE ?= 1
 # `make V=1` shows every command; by default one short line per step.
@@ -204,6 +206,28 @@ bench-smoke: bench-bins
 # Every fault under load (tests/faults.sh --full, about three minutes):
 # services, Redis and a Phase 3 gateway killed, stopped, frozen, filled;
 # its figures go into docs/reliability.md. `make test` runs the short suite.
+# ---- diagrams: docs/diagrams/ ---------------------------------------------
+# Each docs/diagrams/<name>.dot becomes <name>.svg (graphviz), and the trace
+# in redirect-trace.jsonl (spans of a real `make up PHASE=3` redirect, as
+# .run/traces.jsonl has them) becomes redirect-trace.svg. The SVGs are
+# committed so the docs show them; tests/diagrams.sh (in `make test`) draws
+# them again and fails when one differs from its source.
+DIAGRAM_SRC := $(wildcard docs/diagrams/*.dot)
+DIAGRAMS := $(DIAGRAM_SRC:.dot=.svg) docs/diagrams/redirect-trace.svg
+
+.PHONY: diagrams
+diagrams:
+	@bash scripts/deps.sh docs
+	@$(MAKE) --no-print-directory $(DIAGRAMS)
+
+docs/diagrams/%.svg: docs/diagrams/%.dot
+	@echo "  DOT     $@"
+	$(Q)dot -Tsvg $< -o $@
+
+docs/diagrams/redirect-trace.svg: docs/diagrams/redirect-trace.jsonl docs/diagrams/trace_waterfall.py
+	@echo "  DRAW    $@"
+	$(Q)python3 docs/diagrams/trace_waterfall.py $< >$@
+
 .PHONY: faults
 faults: deps all
 	@bash tests/faults.sh --full --report docs/reliability.md build/bin

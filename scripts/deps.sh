@@ -15,6 +15,7 @@
 #   phase3   nginx, and the trace sink's needs (`make up PHASE=3`)
 #   test     what the test suites call (`make test`)
 #   bench    what the benchmark calls (`make bench`)
+#   docs     what draws the diagrams (`make diagrams`)
 #
 # Each make target asks for its own sets: `make up PHASE=n` for build and
 # phasen, `make test` for build, phase3 and test, `make bench` for build and
@@ -62,13 +63,16 @@ test   wrk                  the benchmark smoke run
 test   clang                the fuzz targets (libFuzzer)
 test   libclang-rt-14-dev   ... clang's runtime: libFuzzer and the sanitizers
 test   strace               tests/server_limits.sh: counts the loop's system calls
+test   graphviz             tests/diagrams.sh: the diagrams regenerate from their sources
 bench  wrk                  the load generator
 bench  gnuplot-nox          the chart (bench/results.png)
 bench  nginx-light          the upstream every scenario ends at
 bench  npm                  the guide's Express gateway (npm install express)
+docs   graphviz             dot: docs/diagrams/*.dot into SVG (make diagrams)
+docs   python3              docs/diagrams/trace_waterfall.py
 EOF
 )
-SETS="build phase1 phase2 phase3 test bench"
+SETS="build phase1 phase2 phase3 test bench docs"
 
 usage() {
 	sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -379,6 +379,7 @@ all)
 	run_unit
 	run_script "compose files (tests/compose.sh)" bash tests/compose.sh
 	run_script "fuzz smoke (tests/fuzz.sh, build/fuzz)" bash tests/fuzz.sh smoke
+	run_script "diagrams drawn from their sources (tests/diagrams.sh)" bash tests/diagrams.sh
 	;;
 *)
 	echo "usage: tests/run.sh unit|all" >&2
