@@ -11,8 +11,8 @@
 #
 #   build    compile the kit and run Phase 1 (`make up`)
 #   phase1   nothing more
-#   phase2   nothing more: the services and the gateway are the kit's own
-#   phase3   nginx, and the trace sink's needs (`make up PHASE=3`)
+#   phase2   prometheus, which watches the gateway and the services
+#   phase3   nginx, the trace sink's needs, and prometheus (`make up PHASE=3`)
 #   test     what the test suites call (`make test`)
 #   bench    what the benchmark calls (`make bench`)
 #   docs     what draws the diagrams (`make diagrams`)
@@ -47,10 +47,12 @@ build  jq                   the journey up.sh prints, and the workshop
 build  openssl              the JWT secret (openssl rand)
 build  procps               ps: checking which program a pid file names
 build  iproute2             ss: which ports are taken, and by whom
+phase2 prometheus           scrapes the gateway and each service (make up PHASE=2)
 phase3 nginx-light          Phase 3's load balancer in front of three gateways
 phase3 python3-thrift       tests/jaeger_sink.py: decodes the spans ...
 phase3 thrift-compiler      ... with code generated from Jaeger's own IDL
 phase3 npm                  ... which the sink fetches once (npm pack)
+phase3 prometheus           scrapes the three gateways and each service
 test   libcmocka-dev        the unit tests
 test   jq                   reading JSON in the tests
 test   prometheus           promtool: checks the /metrics text format

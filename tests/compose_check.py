@@ -57,12 +57,13 @@ PROGRAMS = {
 }
 PHASES = {
     "phase1": {"redis", "monolith"},
-    "phase2": {"redis", "users", "url-shortener", "analytics", "gateway"},
+    "phase2": {"redis", "users", "url-shortener", "analytics", "gateway", "prometheus-phase2"},
     "phase3": {"redis", "phase3-users", "phase3-analytics", "url-shortener-v1",
                "url-shortener-v2", "url-shortener-v2-canary", "api-gateway-1",
-               "api-gateway-2", "api-gateway-3", "nginx", "jaeger"},
+               "api-gateway-2", "api-gateway-3", "nginx", "jaeger", "prometheus-phase3"},
 }
-PUBLISHED = {"phase1": {"monolith"}, "phase2": {"gateway"}, "phase3": {"nginx", "jaeger"}}
+PUBLISHED = {"phase1": {"monolith"}, "phase2": {"gateway", "prometheus-phase2"},
+             "phase3": {"nginx", "jaeger", "prometheus-phase3"}}
 TRACING_VARIABLES = ("TRACE_SAMPLER", "TRACE_SAMPLER_PARAM", "TRACE_REPORTER",
                      "JAEGER_AGENT_HOST", "JAEGER_AGENT_PORT", "JAEGER_COLLECTOR_URL")
 
@@ -284,6 +285,24 @@ def check_compose(services, dummy_secret, targets):
             report("OPERATOR_TOKEN" in environment,
                    f"service {name} ({program}) gets OPERATOR_TOKEN from .env",
                    "it has none: /health/details would be off")
+
+    # Prometheus: each profile's config scrapes every kit process of that
+    # profile, by its compose name and the port it listens on.
+    for phase in ("phase2", "phase3"):
+        with open(f"monitoring/prometheus-{phase}.yml") as f:
+            prom = yaml.safe_load(f)
+        scraped = {t for job in prom["scrape_configs"] for sc in job["static_configs"]
+                   for t in sc["targets"]}
+        wanted = set()
+        for name, program in kit_services.items():
+            if phase in services[name].get("profiles", []):
+                port = (services[name].get("environment") or {}).get("PORT")
+                wanted.add(f"{name}:{port}")
+        report(scraped == wanted, f"prometheus-{phase} scrapes every kit process of {phase}",
+               f"it scrapes {sorted(scraped)}, the profile has {sorted(wanted)}")
+        volumes = services[f"prometheus-{phase}"].get("volumes") or []
+        report(any("monitoring/rules.yml" in str(v) for v in volumes),
+               f"prometheus-{phase} loads monitoring/rules.yml", f"volumes: {volumes}")
 
     # Tracing: one set of settings per profile, pointing inside the profile.
     for phase in PHASES:

@@ -402,6 +402,15 @@ pid_alive() {
 	[ "$state" != "Z" ]
 }
 
+# our_child PID: PID is alive and a child of this shell. A process that
+# ended and was reaped frees its number, and with pid_max at 32768 and
+# thousands of curl runs per suite, the number soon belongs to a process of
+# another suite: a signal sent by number alone once killed a neighbour's
+# server. So the library signals only its own children.
+our_child() {
+	pid_alive "$1" && [ "$(awk '{ print $4 }' "/proc/$1/stat" 2>/dev/null)" = "$BASHPID" ]
+}
+
 # port_in_use PORT: something listens on 127.0.0.1:PORT (or on every address).
 port_in_use() {
 	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]
@@ -636,7 +645,7 @@ stop_pids() {
 	for pid in "$@"; do
 		[ -n "${PID_NAMES[$pid]+set}" ] || continue # not ours, or stopped
 		ours+=("$pid")
-		if pid_alive "$pid"; then
+		if our_child "$pid"; then
 			kill -TERM "$pid" 2>/dev/null || true
 			kill -CONT "$pid" 2>/dev/null || true
 		fi
@@ -644,7 +653,7 @@ stop_pids() {
 	while :; do
 		any_alive=0
 		for pid in "${ours[@]}"; do
-			if pid_alive "$pid"; then
+			if our_child "$pid"; then
 				any_alive=1
 				break
 			fi
@@ -655,7 +664,7 @@ stop_pids() {
 		sleep "$POLL_INTERVAL"
 	done
 	for pid in "${ours[@]}"; do
-		if pid_alive "$pid"; then
+		if our_child "$pid"; then
 			echo "# ${PID_NAMES[$pid]} still runs ${STOP_TIMEOUT} s after SIGTERM;" \
 				"sending SIGKILL. Its threads and child processes:" >&2
 			# STAT t: stopped by a tracer (LeakSanitizer's, at exit,
@@ -687,7 +696,7 @@ stop_pid() {
 kill_pid() {
 	local pid=$1
 	[ -n "${PID_NAMES[$pid]+set}" ] || return 0
-	kill -KILL "$pid" 2>/dev/null || true
+	our_child "$pid" && kill -KILL "$pid" 2>/dev/null
 	wait "$pid" 2>/dev/null
 	STOPPED_STATUS=137
 	_forget_pid "$pid"
@@ -986,7 +995,7 @@ use_own_run() {
 	export KIT_RUN_DIR="$TEST_DIR/run"
 	export REDIS_PORT PORT GATEWAY_PORT USERS_PORT URL_SHORTENER_PORT ANALYTICS_PORT \
 		URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT GATEWAY3_PORTS NGINX_PORT \
-		JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT
+		JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT PROMETHEUS_PORT
 	REDIS_PORT=$(free_port)
 	PORT=$(free_port)
 	GATEWAY_PORT=$(free_port)
@@ -1001,9 +1010,10 @@ use_own_run() {
 	JAEGER_AGENT_PORT=$(free_udp_port)
 	SINK_UDP_COMPACT_PORT=$(free_udp_port)
 	SINK_HTTP_PORT=$(free_port)
+	PROMETHEUS_PORT=$(free_port)
 	RUN_TCP_PORTS=("$REDIS_PORT" "$PORT" "$GATEWAY_PORT" "$USERS_PORT" "$URL_SHORTENER_PORT"
 		"$ANALYTICS_PORT" "$URL_SHORTENER_V2_PORT" "$URL_SHORTENER_V2_CANARY_PORT"
-		"${GATEWAY3_PORT_LIST[@]}" "$NGINX_PORT" "$SINK_HTTP_PORT")
+		"${GATEWAY3_PORT_LIST[@]}" "$NGINX_PORT" "$SINK_HTTP_PORT" "$PROMETHEUS_PORT")
 	RUN_UDP_PORTS=("$JAEGER_AGENT_PORT" "$SINK_UDP_COMPACT_PORT")
 	trap '_own_run_down; _cleanup' EXIT
 }

@@ -127,6 +127,21 @@ check_soon() {
 	fi
 }
 
+# targets_up PROM_PORT N: Prometheus on PROM_PORT scrapes N targets, all
+# up (polled: the first scrape comes within its 5 s interval).
+targets_up() {
+	local answer
+	answer=$(curl -s --max-time 5 "http://127.0.0.1:$1/api/v1/targets") || return 1
+	jq -e --argjson n "$2" '[.data.activeTargets[] | select(.health == "up")] | length == $n' \
+		<<<"$answer" >/dev/null
+}
+
+# prometheus_instances PROM_PORT: the instance labels it scrapes, sorted, on one line.
+prometheus_instances() {
+	curl -s --max-time 5 "http://127.0.0.1:$1/api/v1/targets" |
+		jq -r '[.data.activeTargets[].labels.instance] | sort | join(" ")'
+}
+
 # login BASE NAME: registers NAME (once) and prints a token.
 login() {
 	local body="{\"username\":\"$2\",\"password\":\"correct horse battery\"}"
@@ -223,6 +238,17 @@ AUTH="Authorization: Bearer $TOKEN"
 CODE=$(shorten "$G/api/v1" "$TOKEN" https://example.com/workshop-2)
 check_match "a link" '^[A-Za-z0-9_-]+$' "$CODE"
 
+step "Prometheus watches the gateway and each service"
+if poll_until 30 targets_up "$PROMETHEUS_PORT" 4; then
+	pass "four targets, all up (after ${POLL_ELAPSED}s)"
+else
+	fail "four targets, all up within 30 s" "$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | jq -c '[.data.activeTargets[] | [.labels.instance, .health, .lastError]]')"
+fi
+check_eq "they are the gateway and the three services, by name" \
+	"analytics gateway url-shortener users" "$(prometheus_instances "$PROMETHEUS_PORT")"
+http GET "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules"
+expect_json '[.data.groups[].name] | sort | join(" ")' "kit-alerts kit-per-instance"
+
 step "2.4 service.sh stop url-shortener"
 kit service stop url-shortener
 check_eq "exits 0" 0 "$KIT_STATUS"
@@ -297,6 +323,16 @@ check_eq "up.sh 3 exits 0" 0 "$KIT_STATUS"
 check_match "it says the secret was kept" 'jwt_secret \(kept from an earlier run' "$KIT_OUT"
 check_true "Phase 2's token is still good through nginx" \
 	answers 200 "$N/api/v1/users/me" -H "$AUTH"
+
+step "Prometheus watches each of the three gateways, not nginx"
+if poll_until 30 targets_up "$PROMETHEUS_PORT" 8; then
+	pass "eight targets, all up (after ${POLL_ELAPSED}s)"
+else
+	fail "eight targets, all up within 30 s" "$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | jq -c '[.data.activeTargets[] | [.labels.instance, .health, .lastError]]')"
+fi
+check_eq "they are every gateway and service, by name" \
+	"analytics api-gateway-1 api-gateway-2 api-gateway-3 url-shortener url-shortener-v2 url-shortener-v2-canary users" \
+	"$(prometheus_instances "$PROMETHEUS_PORT")"
 
 step "3.6 service.sh stop api-gateway-2"
 kit service stop api-gateway-2

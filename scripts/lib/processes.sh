@@ -60,6 +60,7 @@ kit_settings() {
 	JAEGER_AGENT_PORT=${JAEGER_AGENT_PORT:-6832}          # UDP, Thrift binary
 	SINK_UDP_COMPACT_PORT=${SINK_UDP_COMPACT_PORT:-6831}  # the sink's other two
 	SINK_HTTP_PORT=${SINK_HTTP_PORT:-14268}               # inputs: Jaeger's ports
+	PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}              # Phases 2 and 3
 	BIN_DIR=${BIN_DIR:-$KIT_ROOT/build/bin}    # build/asan/bin for the sanitizer build
 	MONOLITH=${MONOLITH:-$BIN_DIR/monolith}
 	REDIS_URL_OF_RUN="redis://127.0.0.1:$REDIS_PORT/0"
@@ -93,10 +94,10 @@ require_phase() {
 phase_waves() {
 	case $1 in
 	1) printf '%s\n' redis monolith ;;
-	2) printf '%s\n' redis "users analytics url-shortener" gateway ;;
+	2) printf '%s\n' redis "users analytics url-shortener" gateway prometheus ;;
 	3) printf '%s\n' redis jaeger-sink \
 		"users analytics url-shortener url-shortener-v2 url-shortener-v2-canary" \
-		"api-gateway-1 api-gateway-2 api-gateway-3" nginx ;;
+		"api-gateway-1 api-gateway-2 api-gateway-3" nginx prometheus ;;
 	*) return 1 ;;
 	esac
 }
@@ -120,6 +121,7 @@ process_ports() {
 	url-shortener-v2-canary) echo "tcp $URL_SHORTENER_V2_CANARY_PORT" ;;
 	api-gateway-[123]) echo "tcp ${GATEWAY3_PORT_LIST[${1#api-gateway-} - 1]}" ;;
 	nginx) echo "tcp $NGINX_PORT" ;;
+	prometheus) echo "tcp $PROMETHEUS_PORT" ;;
 	jaeger-sink) printf 'udp %s\nudp %s\ntcp %s\n' "$JAEGER_AGENT_PORT" \
 		"$SINK_UDP_COMPACT_PORT" "$SINK_HTTP_PORT" ;;
 	*) return 1 ;;
@@ -139,6 +141,7 @@ process_port_var() {
 	url-shortener-v2-canary) echo URL_SHORTENER_V2_CANARY_PORT ;;
 	api-gateway-[123]) echo GATEWAY3_PORTS ;;
 	nginx) echo NGINX_PORT ;;
+	prometheus) echo PROMETHEUS_PORT ;;
 	jaeger-sink) echo "JAEGER_AGENT_PORT, SINK_UDP_COMPACT_PORT, SINK_HTTP_PORT" ;;
 	esac
 }
@@ -368,6 +371,7 @@ start_process() {
 	redis) start_redis ;;
 	jaeger-sink) start_sink ;;
 	nginx) start_nginx ;;
+	prometheus) start_prometheus "$phase" ;;
 	monolith)
 		launch monolith "$MONOLITH" "$PORT" REDIS_URL="$REDIS_URL_OF_RUN" \
 			JWT_SECRET="${KIT_JWT_SECRET:?}" ;;
@@ -472,6 +476,32 @@ start_nginx() {
 	printf '%s\n%s\n' "$!" "nginx: master process" >"$RUN_DIR/nginx.pid"
 }
 
+# start_prometheus PHASE (Phases 2 and 3): Debian's prometheus on
+# 127.0.0.1:PROMETHEUS_PORT, scraping every gateway and service of the phase
+# directly, each under its own name (not through nginx, where /metrics
+# would be whichever gateway answered), with monitoring/rules.yml. Its
+# config is written to RUN_DIR/prometheus/prometheus.yml
+# (scripts/prometheus-native-conf.sh), its data kept in
+# RUN_DIR/prometheus/data for a day.
+start_prometheus() {
+	local dir="$RUN_DIR/prometheus" targets=() name
+	if ! command -v prometheus >/dev/null; then
+		echo "prometheus is missing: scripts/deps.sh phase$1 installs it" >&2
+		return 1
+	fi
+	for name in $(phase_processes "$1"); do
+		case $name in redis | nginx | jaeger-sink | prometheus) continue ;; esac
+		targets+=("$name=$(process_ports "$name" | awk '$1 == "tcp" { print $2; exit }')")
+	done
+	mkdir -p "$dir/data"
+	bash "$KIT_ROOT/scripts/prometheus-native-conf.sh" "$dir/prometheus.yml" \
+		"$KIT_ROOT/monitoring/rules.yml" "${targets[@]}" || return 1
+	nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+		--storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+		>>"$RUN_DIR/prometheus.log" 2>&1 </dev/null &
+	printf '%s\n%s\n' "$!" prometheus >"$RUN_DIR/prometheus.pid"
+}
+
 # wait_ready NAME: polls until NAME answers (redis-cli PING; GET /health;
 # nginx's /nginx-health and a gateway's /health through it; the sink's
 # ready file). Returns 0 when it does; 1 when NAME exits or does not answer
@@ -499,6 +529,7 @@ wait_ready() {
 		redis) [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0 ;;
 		jaeger-sink) [ -s "$RUN_DIR/jaeger-sink.ready" ] && return 0 ;;
 		nginx) http_ok "$port" /nginx-health && http_ok "$port" /health && return 0 ;;
+		prometheus) http_ok "$port" /-/ready && return 0 ;;
 		*) http_ok "$port" /health && return 0 ;;
 		esac
 		sleep "$POLL_INTERVAL"
