@@ -50,6 +50,8 @@ check_match "it says 3 spans over 900 µs" 'Trace 00000000000000aa: 3 spans, 900
 ORDER=$(sed -n 's/.*>\([a-z]*: [A-Z]* \/[a-z]* ([a-z]*)\)<.*/\1/p' <<<"$SVG" | tr '\n' '|')
 check_eq "parents before children: server, its client span, the service" \
 	'gateway: GET /x (server)|gateway: GET /x (client)|users: GET /y (server)|' "$ORDER"
+# $1 is bash -c's argument: the single quotes are on purpose.
+# shellcheck disable=SC2016
 check_true "no span of the other trace" bash -c '! grep -q "other" <<<"$1"' _ "$SVG"
 python3 docs/diagrams/trace_waterfall.py "$TEST_DIR/spans.jsonl" 00000000000000cc >/dev/null 2>"$TEST_DIR/none.err"
 check_eq "a trace that is not in the file is an error" 1 "$?"
