@@ -24,9 +24,9 @@
 # update` once and installs the missing packages without their recommends;
 # as any other user it prints the apt-get command to run and exits 1.
 #
-# Installing redis-server or nginx-light may start Debian's own services on
-# their default ports (6379, 80). The kit never uses those ports, so they are
-# left alone: nothing here depends on them.
+# Installing redis-server, nginx-light or prometheus may start Debian's own
+# services on their default ports (6379, 80, 9090). The kit never uses those
+# ports, so they are left alone: nothing here depends on them.
 set -euo pipefail
 
 # The sets: SET, PACKAGE, what it is for. A package may be in several sets.

@@ -13,6 +13,8 @@
 #   users         127.0.0.1:$USERS_PORT (8083)
 #   gateway       127.0.0.1:$GATEWAY_PORT (3000), routes from
 #                 phase2-gateway/gateway.json (GATEWAY_CONFIG to use another)
+#   prometheus    127.0.0.1:$PROMETHEUS_PORT (9190), scraping the gateway and
+#                 each service (Phases 2 and 3), config and data in .run/prometheus/
 # Phase 3 is the same redis-server (data and rate limits), the services
 # (the url-shortener twice more: as API v2, and as v2's canary), three
 # gateways behind nginx, and a trace sink:
@@ -213,6 +215,9 @@ What the gateway adds, to look at:
   curl -s $URL/metrics | grep ^gateway_upstream
   curl -s $API/users/me -H "Authorization: Bearer \$TOKEN" -H 'X-User-Id: mallory' | jq
                                # still alice: the gateway drops client X-User-* headers
+  curl -s 'http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=instance:http_requests:rate1m' | jq -c '.data.result[] | [.metric.instance, .value[1]]'
+                               # Prometheus (UI: http://127.0.0.1:$PROMETHEUS_PORT): requests
+                               # per second, per process
 EOF
 fi
 if [ "$PHASE" = 3 ]; then
@@ -236,5 +241,7 @@ What Phase 3 adds, to look at:
   curl -s $G1/metrics | grep ^gateway_split   # requests per variant, this gateway
   tail -f $RUN_SHOWN/traces.jsonl | jq        # every span, as the sink decoded it
   scripts/service.sh stop api-gateway-2       # a gateway dies: nginx uses the others
+  curl -s 'http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query?query=instance:http_requests:rate1m{job="gateway"}' | jq -c '.data.result[] | [.metric.instance, .value[1]]'
+               # Prometheus (UI: http://127.0.0.1:$PROMETHEUS_PORT): each gateway on its own
 EOF
 fi

@@ -60,7 +60,7 @@ kit_settings() {
 	JAEGER_AGENT_PORT=${JAEGER_AGENT_PORT:-6832}          # UDP, Thrift binary
 	SINK_UDP_COMPACT_PORT=${SINK_UDP_COMPACT_PORT:-6831}  # the sink's other two
 	SINK_HTTP_PORT=${SINK_HTTP_PORT:-14268}               # inputs: Jaeger's ports
-	PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}              # Phases 2 and 3
+	PROMETHEUS_PORT=${PROMETHEUS_PORT:-9190}              # Phases 2 and 3 (not 9090: Debian's own service)
 	BIN_DIR=${BIN_DIR:-$KIT_ROOT/build/bin}    # build/asan/bin for the sanitizer build
 	MONOLITH=${MONOLITH:-$BIN_DIR/monolith}
 	REDIS_URL_OF_RUN="redis://127.0.0.1:$REDIS_PORT/0"
