@@ -207,11 +207,14 @@ bench-smoke: bench-bins
 # services, Redis and a Phase 3 gateway killed, stopped, frozen, filled;
 # its figures go into docs/reliability.md. `make test` runs the short suite.
 # ---- diagrams: docs/diagrams/ ---------------------------------------------
-# Each docs/diagrams/<name>.dot becomes <name>.svg (graphviz), and the trace
-# in redirect-trace.jsonl (spans of a real `make up PHASE=3` redirect, as
-# .run/traces.jsonl has them) becomes redirect-trace.svg. The SVGs are
-# committed so the docs show them; tests/diagrams.sh (in `make test`) draws
-# them again and fails when one differs from its source.
+# Each docs/diagrams/<name>.dot becomes <name>.svg (graphviz), ending with a
+# comment that holds the sha256 of the source it was drawn from; and the
+# trace in redirect-trace.jsonl (spans of a real `make up PHASE=3` redirect,
+# as .run/traces.jsonl has them) becomes redirect-trace.svg. The SVGs are
+# committed so the docs show them; tests/diagrams.sh (in `make test`) fails
+# when one was not drawn from its source as it is now. (graphviz lays text
+# out with the machine's fonts, so its SVG is compared by that hash, not
+# byte for byte; the waterfall is the kit's own drawing, compared whole.)
 DIAGRAM_SRC := $(wildcard docs/diagrams/*.dot)
 DIAGRAMS := $(DIAGRAM_SRC:.dot=.svg) docs/diagrams/redirect-trace.svg
 
@@ -222,7 +225,9 @@ diagrams:
 
 docs/diagrams/%.svg: docs/diagrams/%.dot
 	@echo "  DOT     $@"
-	$(Q)dot -Tsvg $< -o $@
+	$(Q)dot -Tsvg $< -o $@.new && \
+	  printf '<!-- drawn by make diagrams from %s, sha256 %s -->\n' '$<' \
+	    "$$(sha256sum <$< | cut -c1-64)" >>$@.new && mv $@.new $@
 
 docs/diagrams/redirect-trace.svg: docs/diagrams/redirect-trace.jsonl docs/diagrams/trace_waterfall.py
 	@echo "  DRAW    $@"
