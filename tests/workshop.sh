@@ -142,6 +142,21 @@ prometheus_instances() {
 		jq -r '[.data.activeTargets[].labels.instance] | sort | join(" ")'
 }
 
+# check_scraped INSTANCES...: the run's Prometheus scrapes exactly these
+# instances, and every one is up within 30 s (the first scrape comes within
+# its 5 s interval).
+check_scraped() {
+	local want="$*" count=$#
+	if poll_until 30 targets_up "$PROMETHEUS_PORT" "$count"; then
+		pass "$count targets, all up (after ${POLL_ELAPSED}s)"
+	else
+		fail "$count targets, all up within 30 s" "$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" |
+			jq -c '[.data.activeTargets[] | [.labels.instance, .health, .lastError]]')"
+	fi
+	check_eq "they are the phase's gateways and services, by name" "$want" \
+		"$(prometheus_instances "$PROMETHEUS_PORT")"
+}
+
 # login BASE NAME: registers NAME (once) and prints a token.
 login() {
 	local body="{\"username\":\"$2\",\"password\":\"correct horse battery\"}"
@@ -239,13 +254,7 @@ CODE=$(shorten "$G/api/v1" "$TOKEN" https://example.com/workshop-2)
 check_match "a link" '^[A-Za-z0-9_-]+$' "$CODE"
 
 step "Prometheus watches the gateway and each service"
-if poll_until 30 targets_up "$PROMETHEUS_PORT" 4; then
-	pass "four targets, all up (after ${POLL_ELAPSED}s)"
-else
-	fail "four targets, all up within 30 s" "$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | jq -c '[.data.activeTargets[] | [.labels.instance, .health, .lastError]]')"
-fi
-check_eq "they are the gateway and the three services, by name" \
-	"analytics gateway url-shortener users" "$(prometheus_instances "$PROMETHEUS_PORT")"
+check_scraped analytics gateway url-shortener users
 http GET "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules"
 expect_json '[.data.groups[].name] | sort | join(" ")' "kit-alerts kit-per-instance"
 
@@ -325,14 +334,8 @@ check_true "Phase 2's token is still good through nginx" \
 	answers 200 "$N/api/v1/users/me" -H "$AUTH"
 
 step "Prometheus watches each of the three gateways, not nginx"
-if poll_until 30 targets_up "$PROMETHEUS_PORT" 8; then
-	pass "eight targets, all up (after ${POLL_ELAPSED}s)"
-else
-	fail "eight targets, all up within 30 s" "$(curl -s "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/targets" | jq -c '[.data.activeTargets[] | [.labels.instance, .health, .lastError]]')"
-fi
-check_eq "they are every gateway and service, by name" \
-	"analytics api-gateway-1 api-gateway-2 api-gateway-3 url-shortener url-shortener-v2 url-shortener-v2-canary users" \
-	"$(prometheus_instances "$PROMETHEUS_PORT")"
+check_scraped analytics api-gateway-1 api-gateway-2 api-gateway-3 url-shortener \
+	url-shortener-v2 url-shortener-v2-canary users
 
 step "3.6 service.sh stop api-gateway-2"
 kit service stop api-gateway-2

@@ -288,6 +288,12 @@ static void serve(void *arg, struct kit_request *req)
 	 * chain as an operations request (no auth, no rate limit), so the
 	 * request id, the access log and the metrics still see it. */
 	if (req->refusal != 0) {
+		/* Nothing of a refused request is trusted: no method (so the
+		 * refusal has a body even for a HEAD), path or query reaches
+		 * the log, the metrics or the problem's "instance". */
+		req->method = "-";
+		req->path = "";
+		req->query = NULL;
 		allow[0] = '\0';
 		req->handler = answer_refusal;
 		req->access = KIT_OPERATIONS;

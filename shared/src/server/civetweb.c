@@ -193,7 +193,7 @@ static int serve(const struct kit_server_config *config, struct mg_connection *m
 	struct civetweb_conn conn = { .mg = mg, .head = { .content_length = -1 } };
 	struct kit_request req;
 	char *path;
-	size_t path_len = refusal == 0 ? strlen(info->request_uri) : 0;
+	size_t path_len;
 
 	memset(&req, 0, offsetof(struct kit_request, extra_headers));
 	req.extra_headers[0] = '\0';
@@ -204,32 +204,31 @@ static int serve(const struct kit_server_config *config, struct mg_connection *m
 	req.start_ns = kit_now_ns();
 	conn.body_deadline_ns = req.start_ns +
 		(uint64_t)config->policy.request_timeout_ms * 1000000ULL;
-	req.method = "GET"; /* a refusal has a body, whatever the method */
-	req.query = NULL;
 	snprintf(req.peer, sizeof(req.peer), "%s", info->remote_addr);
 
 	if (refusal == 0)
 		refusal = civetweb_head(info, &conn.head, &detail);
+	path_len = refusal == 0 ? conn.head.path_len : 0;
 	path = malloc(path_len + 1);
 	if (path == NULL) {
 		mg_disable_connection_keep_alive(mg);
 		return 0; /* civetweb answers 500 */
 	}
+	path[0] = '\0';
+	req.method = info->request_method;
+	req.query = info->query_string;
 	req.path = path;
 	if (refusal == 0) {
-		req.method = info->request_method;
-		req.query = info->query_string;
 		refusal = kit_http_path_normalize(info->request_uri, path_len, path, path_len + 1);
 		detail = "the request path is malformed";
 	}
 	if (refusal != 0) {
+		/* The app blanks method, path and query (app.c, serve()); the
+		 * head's fields and what follows it are this core's to drop. */
 		req.refusal = refusal;
 		req.refusal_detail = detail;
-		req.method = "GET";
-		req.query = NULL;
-		strcpy(path, ""); /* no "instance": the path is not trusted */
-		conn.head.header_count = 0; /* nor its fields */
-		conn.head.keep_alive = false; /* nor what follows it */
+		conn.head.header_count = 0;
+		conn.head.keep_alive = false;
 	}
 	config->serve(config->app, &req);
 	drain_unread_body(&conn, &config->policy);

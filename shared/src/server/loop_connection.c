@@ -576,17 +576,7 @@ static void conn_refuse(struct kit_loop_conn *conn, int status, const char *deta
 	conn->refusal = status;
 	conn->refusal_detail = detail;
 	conn->body_done = true;
-	if (conn->path == NULL || conn->path_size == 0) {
-		free(conn->path);
-		conn->path = calloc(1, 1);
-		conn->path_size = conn->path != NULL ? 1 : 0;
-	}
-	if (conn->path == NULL) {
-		conn->close_after = true;
-		conn_post(conn);
-		return;
-	}
-	conn->path[0] = '\0';
+	/* The app blanks method, path and query (app.c, serve()). */
 	conn_start_app(conn);
 }
 
