@@ -223,12 +223,12 @@ fault_inject() {
 	kill-*) kill_pid "${PIDS[${1#kill-}]}" ;;
 	term-gateway)
 		stop_pid "${P3_PIDS[2]}"
-		check_eq "api-gateway-2 exits 0 on SIGTERM under load" 0 "$STOPPED_STATUS"
+		check_exits_0 "api-gateway-2 exits 0 on SIGTERM under load" "$STOPPED_STATUS"
 		FAULT_EXTRA="exit status $STOPPED_STATUS"
 		;;
 	term-*)
 		stop_pid "${PIDS[${1#term-}]}"
-		check_eq "${1#term-} exits 0 on SIGTERM under load" 0 "$STOPPED_STATUS"
+		check_exits_0 "${1#term-} exits 0 on SIGTERM under load" "$STOPPED_STATUS"
 		FAULT_EXTRA="exit status $STOPPED_STATUS"
 		;;
 	stop-*) kill -STOP "${PIDS[${1#stop-}]}" ;;
@@ -670,7 +670,7 @@ if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortene
 		done
 		poll_until 5 queue_holds || fail "$QUEUED clicks queued" "queue depth $(queue_depth)"
 		stop_pid "$S_PID"
-		check_eq "it exits 0 (analytics still frozen)" 0 "$STOPPED_STATUS"
+		check_exits_0 "it exits 0 (analytics still frozen)" "$STOPPED_STATUS"
 		check_match "its last words: $QUEUED kept in Redis, none lost" \
 			"delivered while draining, $QUEUED kept in Redis .* 0 could not be delivered and are lost\$" \
 			"$(grep 'analytics client stopped' "$TEST_DIR/url-shortener-shutdown.err" | tail -n 1)"
@@ -690,7 +690,7 @@ if start_service url-shortener-shutdown "$URL_SHORTENER" "$TEST_DIR/url-shortene
 					"$TEST_DIR/url-shortener-shutdown.err" | tail -n 1)"
 		fi
 		stop_pid "$S_PID"
-		check_eq "it exits 0" 0 "$STOPPED_STATUS"
+		check_exits_0 "it exits 0" "$STOPPED_STATUS"
 	else
 		fail "the url-shortener starts a third time" "see $TEST_DIR/url-shortener-shutdown.err"
 	fi

@@ -143,7 +143,7 @@ check_eq "in full: {\"slept_ms\": $SLOW_MS}" "$SLOW_MS" \
 	"$(jq -r '.slept_ms' "$TEST_DIR/slow.body" 2>/dev/null)"
 stop_pid "$IN_FLIGHT_GATEWAY_PID"
 echo "# SIGTERM to exit: $(stop_seconds "$STOP_START_US") s (the request had $SLOW_MS ms to run)"
-check_eq "the gateway exits 0" 0 "$STOPPED_STATUS"
+check_exits_0 "the gateway exits 0" "$STOPPED_STATUS"
 check_true "it said it waited for the open connection" \
 	grep -q 'waiting for 1 open connection' "$TEST_DIR/gateway.err"
 
@@ -195,7 +195,7 @@ check_eq "the client reads end-of-file: the server hung up" eof \
 poll_until 30 exited "$IDLE_GATEWAY_PID"
 stop_pid "$IDLE_GATEWAY_PID"
 echo "# SIGTERM to exit: $(stop_seconds "$STOP_START_US") s"
-check_eq "the gateway exits 0" 0 "$STOPPED_STATUS"
+check_exits_0 "the gateway exits 0" "$STOPPED_STATUS"
 if grep -q 'still open after' "$TEST_DIR/gateway-idle.err"; then
 	fail "the stop did not wait for the idle connection" \
 		"$(grep -m1 'still open after' "$TEST_DIR/gateway-idle.err")"
@@ -241,7 +241,7 @@ else
 	fail "analytics knows the link" "GET /analytics/$CODE: $HTTP_STATUS ${HTTP_BODY:0:200}"
 fi
 stop_pid "$ANALYTICS_PID"
-check_eq "analytics exits 0" 0 "$STOPPED_STATUS"
+check_exits_0 "analytics exits 0" "$STOPPED_STATUS"
 
 step "a click while analytics is down, then SIGTERM"
 http GET "$SHORTENER/r/$CODE"
@@ -271,7 +271,7 @@ must_start "analytics is healthy again" \
 ANALYTICS_PID=$SERVICE_PID
 poll_until 30 exited "$SHORTENER_PID"
 stop_pid "$SHORTENER_PID"
-check_eq "the url-shortener exits 0" 0 "$STOPPED_STATUS"
+check_exits_0 "the url-shortener exits 0" "$STOPPED_STATUS"
 http GET "http://127.0.0.1:$ANALYTICS_PORT/analytics/$CODE" '' "${IDENTITY[@]}"
 expect_status 200
 expect_json '.clicks' 1

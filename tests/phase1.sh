@@ -103,7 +103,7 @@ run_monolith() {
 # at exit makes it non-zero).
 stop_monolith() {
 	stop_pid "$MONOLITH_PID"
-	check_eq "monolith run $MONOLITH_RUNS exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
+	check_exits_0 "monolith run $MONOLITH_RUNS exits 0 on SIGTERM" "$STOPPED_STATUS"
 }
 
 section "start-up"
@@ -608,7 +608,7 @@ section "persistence"
 step "restart"
 stop_monolith
 stop_pid "$REDIS_PID"
-check_eq "redis-server exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
+check_exits_0 "redis-server exits 0 on SIGTERM" "$STOPPED_STATUS"
 if start_redis "$REDIS_PORT" "$REDIS_DIR"; then
 	pass "redis-server is back on the same data directory"
 else
@@ -773,7 +773,7 @@ if start_monolith "$MONOLITH" "$TEST_DIR/memory" "$MEMORY_PORT" \
 		"{\"username\":\"alice\",\"password\":\"$PASSWORD\"}"
 	expect_status 201
 	stop_pid "$MONOLITH_PID"
-	check_eq "exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
+	check_exits_0 "exits 0 on SIGTERM" "$STOPPED_STATUS"
 else
 	fail "starts without Redis" "see $TEST_DIR/memory.err"
 fi

@@ -511,7 +511,7 @@ expect_header X-RateLimit-Limit "$FREE_LIMIT"
 step "stop the memory set"
 stop_pids "$NGINX_MEMORY_PID" "${M_PIDS[@]}"
 for i in 1 2 3; do
-	check_eq "memory-gateway-$i exits 0" 0 "${STOPPED_STATUSES[${M_PIDS[$i]}]:-not stopped}"
+	check_exits_0 "memory-gateway-$i exits 0" "${STOPPED_STATUSES[${M_PIDS[$i]}]:-not stopped}"
 done
 
 # ---------------------------------------------------------------------------

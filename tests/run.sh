@@ -388,6 +388,25 @@ all)
 	;;
 esac
 
+# print_failures: the failed checks again, under the summary, each with the
+# diagnostic lines that follow it: a CI log keeps only its end, and a red
+# run should say there what went red.
+print_failures() {
+	local i lines
+	[ "$TOTAL_FAILED" -gt 0 ] || return 0
+	echo "what failed:"
+	for i in "${!JOB_NAMES[@]}"; do
+		lines=$(grep -E -A4 '^not ok|^\[  ERROR   \]|^\[   LINE   \]|^\[  FAILED  \] test_' \
+			"$SCRATCH/job-$i.log" 2>/dev/null |
+			grep -v -E '^ok |^--$|^$|^# build/|^\[ RUN|^\[ +OK|^\[=|^\[  PASSED|^\[  FAILED  \] [0-9]|FAILED TEST' |
+			awk '!seen[$0]++' | head -n 40)
+		[ -n "$lines" ] || continue
+		echo "  ${JOB_NAMES[$i]}:"
+		printf '%s\n' "$lines" | sed 's/^/    /'
+	done
+	echo
+}
+
 run_jobs
 save_times
 
@@ -396,6 +415,7 @@ for i in "${!JOB_NAMES[@]}"; do
 	printf '%s' "${SUMMARY[$i]:-}"
 done
 echo
+print_failures
 echo "wall time: $(seconds_since "$RUN_START_US") s, $TEST_JOBS suites at a time"
 echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
 [ "$TOTAL_FAILED" -eq 0 ]

@@ -517,10 +517,10 @@ for name in "${!GATEWAY_PIDS[@]}"; do
 done
 stop_pids "${!SERVER_NAMES[@]}"
 for pid in "${!SERVER_NAMES[@]}"; do
-	check_eq "${SERVER_NAMES[$pid]} exits 0" 0 "${STOPPED_STATUSES[$pid]:-not stopped}"
+	check_exits_0 "${SERVER_NAMES[$pid]} exits 0" "${STOPPED_STATUSES[$pid]:-not stopped}"
 done
 stop_pid "$SINK_PID"
-check_eq "the sink exits 0 on SIGTERM" 0 "$STOPPED_STATUS"
+check_exits_0 "the sink exits 0 on SIGTERM" "$STOPPED_STATUS"
 
 step "the sink decoded everything"
 check_eq "no packet failed to decode" 0 "$(wc -l <"$TRACES.errors" | tr -d ' ')"
