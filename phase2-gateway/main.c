@@ -10,7 +10,8 @@
  * and trust the identity the gateway passes on.
  *
  * request id -> access log -> metrics -> CORS -> JWT auth -> rate limit
- *            -> route -> proxy (pooled keep-alive connections per upstream)
+ *            -> response cache (routes that say "cache") -> route -> proxy
+ *               (pooled keep-alive connections, balanced over instances)
  */
 #include <kit/gateway.h>
 #include <kit/kit.h>
@@ -32,6 +33,7 @@ int main(void)
 	kit_use(app, &kit_cors);             /* once, here, for every service          */
 	kit_use(app, &kit_auth_jwt);         /* verified once; X-User-Id/-Tier upstream */
 	kit_use(app, &kit_rate_limit_redis); /* shared by every gateway instance       */
+	kit_use(app, &kit_response_cache);   /* repeated reads from Redis, not the service */
 
 	kit_mount_operations(app);           /* GET /health (+ upstreams), /metrics    */
 	kit_gateway_mount(app, routes);      /* /api/v1/... and /r/... -> services     */

@@ -39,6 +39,7 @@ int main(void)
 	kit_use(app, &kit_auth_jwt);
 	kit_use(app, stateful ? &kit_rate_limit_memory  /* Phase 1's: wrong here, on purpose */
 			      : &kit_rate_limit_redis); /* one count for every instance     */
+	kit_use(app, &kit_response_cache);   /* one cache in Redis for all three        */
 
 	kit_mount_operations(app);
 	kit_gateway_mount(app, routes);      /* versions, splits, proxy (client spans)  */

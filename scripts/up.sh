@@ -19,6 +19,8 @@
 # (the url-shortener twice more: as API v2, and as v2's canary), three
 # gateways behind nginx, and a trace sink:
 #   url-shortener            127.0.0.1:$URL_SHORTENER_PORT (8081), API v1
+#   url-shortener-b          127.0.0.1:$URL_SHORTENER_B_PORT (8086), API v1's second
+#                            instance: the gateways balance between the two
 #   url-shortener-v2         127.0.0.1:$URL_SHORTENER_V2_PORT (8084), API_VERSION=2
 #   url-shortener-v2-canary  127.0.0.1:$URL_SHORTENER_V2_CANARY_PORT (8085), API_VERSION=2
 #   analytics, users         as in Phase 2
@@ -175,7 +177,8 @@ EOF
 	cat <<EOF
 Phase 3 is up: nginx on $URL in front of three gateways
   (api-gateway-1..3 on 127.0.0.1:${GATEWAY3_PORT_LIST[0]}, :${GATEWAY3_PORT_LIST[1]}, :${GATEWAY3_PORT_LIST[2]}), in front of
-  users :$USERS_PORT, analytics :$ANALYTICS_PORT, url-shortener (API v1) :$URL_SHORTENER_PORT,
+  users :$USERS_PORT, analytics :$ANALYTICS_PORT, url-shortener (API v1) :$URL_SHORTENER_PORT
+  and its second instance url-shortener-b :$URL_SHORTENER_B_PORT (the gateways balance between them),
   url-shortener-v2 :$URL_SHORTENER_V2_PORT and its canary :$URL_SHORTENER_V2_CANARY_PORT; Redis on 127.0.0.1:$REDIS_PORT.
 Traces go $TRACES_GO_TO
 Logs: $RUN_SHOWN/<name>.log; nginx's in $RUN_SHOWN/nginx/logs/.

@@ -58,7 +58,7 @@ PROGRAMS = {
 PHASES = {
     "phase1": {"redis", "monolith"},
     "phase2": {"redis", "users", "url-shortener", "analytics", "gateway", "prometheus-phase2"},
-    "phase3": {"redis", "phase3-users", "phase3-analytics", "url-shortener-v1",
+    "phase3": {"redis", "phase3-users", "phase3-analytics", "url-shortener-v1", "url-shortener-v1-b",
                "url-shortener-v2", "url-shortener-v2-canary", "api-gateway-1",
                "api-gateway-2", "api-gateway-3", "nginx", "jaeger", "prometheus-phase3"},
 }

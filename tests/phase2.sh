@@ -248,7 +248,8 @@ expect_json '.service' gateway
 expect_json '.checks.redis.status' up
 for upstream in "${UPSTREAMS[@]}"; do
 	expect_json ".checks[\"$upstream\"].status" up
-	expect_json ".checks[\"$upstream\"].url" "http://127.0.0.1:${UPSTREAM_PORTS[$upstream]}"
+	expect_json ".checks[\"$upstream\"].instances[0].url" "http://127.0.0.1:${UPSTREAM_PORTS[$upstream]}"
+	expect_json ".checks[\"$upstream\"].instances[0].circuit" closed
 	expect_jq "checks[\"$upstream\"].pool has created, errors, closed, idle, in_use, requests" \
 		'.checks[$u].pool | [.created, .errors, .closed, .idle, .in_use, .requests]
 		 | all(type == "number")' --arg u "$upstream"
@@ -468,11 +469,14 @@ section "identity: X-User-* from a client never reaches a service"
 # check). A client who sends those headers itself would become whoever it
 # names, unless the gateway removes them before it adds the verified ones.
 # Positive control: the same request without the spoofed header is alice.
+# (Cache-Control: no-cache: /users/me is cached, and the point here is what
+# reaches the service. A cached answer is keyed by the verified user, never
+# by a header: see "the response cache" below.)
 # ---------------------------------------------------------------------------
 SPOOF_ID="phase2-spoof.$RANDOM"
 step "alice's token with X-User-Id: mallory and X-User-Tier: premium"
 http GET "$G1/api/v1/users/me" '' -H "$AUTH" -H 'X-User-Id: mallory' \
-	-H 'X-User-Tier: premium' -H "X-Request-Id: $SPOOF_ID"
+	-H 'X-User-Tier: premium' -H "X-Request-Id: $SPOOF_ID" -H 'Cache-Control: no-cache'
 expect_status 200
 expect_json '.username' alice
 expect_json '.tier' free
@@ -671,6 +675,8 @@ http GET "$G1/api/v1/users/me" '' -H "$AUTH"
 expect_status 200
 expect_json '.username' alice
 expect_header X-RateLimit-Status redis-unavailable
+# The response cache lives in the same Redis: it steps aside (a miss).
+expect_header X-Cache MISS
 
 step "G1 (fail open): GET /api/v1/expand/<code>"
 http GET "$G1/api/v1/expand/$CODE"
@@ -1239,7 +1245,11 @@ HEADERS_CONFIG_FILE="$TEST_DIR/gateway-headers.json"
 jq -n --arg url "$FIXTURE" '{
 	upstreams: {fixture: {url: $url}},
 	routes: [{prefix: "/fixture-auth", upstream: "fixture", rewrite: "/", access: "authenticated"},
-	         {prefix: "/fixture", upstream: "fixture", rewrite: "/", access: "public"}]}' \
+	         {prefix: "/fixture", upstream: "fixture", rewrite: "/", access: "public"},
+	         {prefix: "/cached-auth", upstream: "fixture", rewrite: "/", access: "authenticated",
+	          cache: {ttl_seconds: 60}},
+	         {prefix: "/cached", upstream: "fixture", rewrite: "/", access: "public",
+	          cache: {ttl_seconds: 60}}]}' \
 	>"$HEADERS_CONFIG_FILE"
 must_start "gateway G6 (TRUSTED_PROXIES=127.0.0.1, HEALTH_CHECK_INTERVAL_MS=60000) is healthy on $G6" \
 	start_gateway "$GATEWAY" "$TEST_DIR/gateway-6" "$G6_PORT" "${GATEWAY_ENV[@]}" \
@@ -1390,7 +1400,8 @@ check_eq "no X-Injected" 0 "$(seen_count X-Injected)"
 # the 64 a civetweb service reads: the service answered 401 "no caller
 # identity" for an authenticated caller. The gateway caps a client's
 # headers (MAX_REQUEST_HEADERS, 48) so its own always fit. Positive
-# control: 40 headers are served.
+# control: 40 headers are served. (Cache-Control: no-cache, so that the
+# request is passed on: a cached answer passes nothing on.)
 # many_headers N: curl arguments for N headers X-Filler-1..N.
 many_headers() {
 	local i
@@ -1400,12 +1411,12 @@ many_headers() {
 }
 step "alice with 40 headers more"
 mapfile -t FILLERS < <(many_headers 40)
-http GET "$G1/api/v1/users/me" '' -H "$AUTH" "${FILLERS[@]}"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH" -H 'Cache-Control: no-cache' "${FILLERS[@]}"
 expect_status 200
 expect_json '.username' alice
 step "alice with 60 headers more"
 mapfile -t FILLERS < <(many_headers 60)
-http GET "$G1/api/v1/users/me" '' -H "$AUTH" "${FILLERS[@]}"
+http GET "$G1/api/v1/users/me" '' -H "$AUTH" -H 'Cache-Control: no-cache' "${FILLERS[@]}"
 expect_problem 431
 
 # ---------------------------------------------------------------------------
@@ -1448,6 +1459,155 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+section "the response cache: repeated reads from Redis, never one user's for another"
+# A route opts in with "cache" in gateway.json (kit/cache.h): /users/me in
+# the shipped file, /cached and /cached-auth on G6 here, in front of the
+# fixture's /cacheable, which says how many times it was asked and lets the
+# query choose its Cache-Control. Every gateway shares the one Redis.
+# ---------------------------------------------------------------------------
+# cached URL [curl args...]: GET through G6; CACHE_RESULT is X-Cache,
+# SERVED the fixture's count in the body ("" when not JSON).
+cached() {
+	http GET "$G6$1" '' "${@:2}"
+	CACHE_RESULT=$(header X-Cache)
+	SERVED=$(jq -r '.served // empty' <<<"$HTTP_BODY" 2>/dev/null)
+}
+# redis_cache CMD...: redis-cli on the gateways' Redis.
+redis_cache() {
+	redis-cli -p "$LIMITS_REDIS_PORT" "$@"
+}
+
+step "GET /cached/cacheable?t=a twice"
+BEFORE=$(fixture_count 'GET /cacheable')
+cached "/cached/cacheable?t=a"
+expect_status 200
+check_eq "the first: X-Cache MISS" MISS "$CACHE_RESULT"
+FIRST_BODY=$HTTP_BODY
+cached "/cached/cacheable?t=a"
+expect_status 200
+check_eq "the second: X-Cache HIT" HIT "$CACHE_RESULT"
+check_eq "the same body" "$FIRST_BODY" "$HTTP_BODY"
+expect_header_match Age '^[0-9]+$'
+expect_header Content-Type application/json
+check_eq "the fixture was asked once" $((BEFORE + 1)) "$(fixture_count 'GET /cacheable')"
+check_eq "a HEAD is a hit too" HIT "$(curl -s -I "$G6/cached/cacheable?t=a" | tr -d '\r' | awk 'tolower($1) == "x-cache:" { print $2 }')"
+
+step "another query, and another gateway (G1 shares the Redis)"
+cached "/cached/cacheable?t=b"
+check_eq "?t=b is a miss of its own" MISS "$CACHE_RESULT"
+check_eq "its entry expires within the route's 60 s" 1 \
+	"$(t=$(redis_cache TTL "cache:p:17:/cached/cacheable?t=b"); [ "$t" -ge 1 ] && [ "$t" -le 60 ] && echo 1)"
+
+step "a path that spells a query (%3F) is not the query's entry"
+http GET "$G6/cached/cacheable%3Ft=a"
+check_eq "not a hit" "" "$(header X-Cache | grep -x HIT)"
+check_eq "the fixture answered for that path (404)" 404 "$HTTP_STATUS"
+
+step "the client asks for fresh: Cache-Control no-cache, Pragma no-cache, no-store"
+BEFORE_SERVED=$(jq -r .served <<<"$FIRST_BODY")
+cached "/cached/cacheable?t=a" -H 'Cache-Control: no-cache'
+check_eq "no-cache: BYPASS" BYPASS "$CACHE_RESULT"
+check_num "a fresh answer from the fixture" "$SERVED" '>' "$BEFORE_SERVED"
+FRESH=$SERVED
+cached "/cached/cacheable?t=a"
+check_eq "then a HIT" HIT "$CACHE_RESULT"
+check_eq "of the fresh answer (it was stored)" "$FRESH" "$SERVED"
+cached "/cached/cacheable?t=a" -H 'Pragma: no-cache'
+check_eq "Pragma: no-cache: BYPASS" BYPASS "$CACHE_RESULT"
+cached "/cached/cacheable?t=c" -H 'Cache-Control: no-store'
+check_eq "no-store: BYPASS" BYPASS "$CACHE_RESULT"
+cached "/cached/cacheable?t=c"
+check_eq "and not stored: the next is a MISS" MISS "$CACHE_RESULT"
+
+step "the service says what may be kept"
+for case in "cc=no-store" "cc=no-cache" "cc=private" "vary=Accept" "cookie=session%3D1" "status=201"; do
+	cached "/cached/cacheable?$case"
+	cached "/cached/cacheable?$case"
+	check_eq "$case: never a hit" MISS "$CACHE_RESULT"
+done
+cached "/cached/cacheable?cc=public%2C%20max-age%3D7"
+cached "/cached/cacheable?cc=public%2C%20max-age%3D7"
+check_eq "max-age=7: a hit" HIT "$CACHE_RESULT"
+check_eq "kept for at most 7 s" 1 \
+	"$(t=$(redis_cache TTL "cache:p:17:/cached/cacheable?cc=public%2C%20max-age%3D7"); [ "$t" -ge 1 ] && [ "$t" -le 7 ] && echo 1)"
+cached "/cached/cacheable?cc=max-age%3D600%2C%20s-maxage%3D3"
+cached "/cached/cacheable?cc=max-age%3D600%2C%20s-maxage%3D3"
+check_eq "s-maxage=3 (for shared caches) wins over max-age=600" 1 \
+	"$(t=$(redis_cache TTL "cache:p:17:/cached/cacheable?cc=max-age%3D600%2C%20s-maxage%3D3"); [ "$t" -ge 1 ] && [ "$t" -le 3 ] && echo 1)"
+
+step "credentials on a public route: neither read nor stored"
+cached "/cached/cacheable?t=a" -H "$AUTH"
+check_eq "BYPASS" BYPASS "$CACHE_RESULT"
+
+step "an authenticated route: one entry per user"
+cached "/cached-auth/cacheable?t=me" -H "$AUTH"
+check_eq "alice: MISS" MISS "$CACHE_RESULT"
+cached "/cached-auth/cacheable?t=me" -H "$AUTH"
+check_eq "alice again: HIT" HIT "$CACHE_RESULT"
+expect_json '.user' alice
+cached "/cached-auth/cacheable?t=me" -H "Authorization: Bearer $BOB_TOKEN"
+check_eq "bob, the same URL: MISS (alice's answer is not his)" MISS "$CACHE_RESULT"
+expect_json '.user' bob
+cached "/cached-auth/cacheable?t=me" -H "Authorization: Bearer $BOB_TOKEN"
+check_eq "bob again: HIT, his own" HIT "$CACHE_RESULT"
+expect_json '.user' bob
+cached "/cached-auth/cacheable?t=me&cc=private"
+check_eq "no token: 401, nothing from the cache" 401 "$HTTP_STATUS"
+cached "/cached-auth/cacheable?t=priv&cc=private" -H "$AUTH"
+cached "/cached-auth/cacheable?t=priv&cc=private" -H "$AUTH"
+check_eq "private is kept on an authenticated route (the key holds the user)" HIT "$CACHE_RESULT"
+
+step "a write drops the path's entries: alice's, not bob's"
+http POST "$G6/cached-auth/cacheable" '{}' -H "$AUTH"
+expect_status 200
+cached "/cached-auth/cacheable?t=me" -H "$AUTH"
+check_eq "alice: MISS after her POST" MISS "$CACHE_RESULT"
+cached "/cached-auth/cacheable?t=me" -H "Authorization: Bearer $BOB_TOKEN"
+check_eq "bob: still a HIT" HIT "$CACHE_RESULT"
+http PUT "$G6/cached/cacheable" '{}'
+cached "/cached/cacheable?t=a"
+check_eq "a public PUT drops the public entries: MISS" MISS "$CACHE_RESULT"
+http DELETE "$G6/cached/cacheable?status=500"
+cached "/cached/cacheable?t=a"
+check_eq "a write that failed (500) drops nothing: HIT" HIT "$CACHE_RESULT"
+
+step "GET /api/v1/users/me: the shipped route, through G1 and G5"
+http PATCH "$G1/api/v1/users/me" '{"display_name":"Alice A."}' -H "$AUTH"
+expect_status 200
+expect_json '.display_name' 'Alice A.'
+cached_users() {
+	http GET "$1/api/v1/users/me" '' "${@:2}"
+	CACHE_RESULT=$(header X-Cache)
+}
+cached_users "$G1" -H "$AUTH" -H "X-Request-Id: phase2-cache-miss.$RANDOM"
+check_eq "after the PATCH: MISS" MISS "$CACHE_RESULT"
+expect_json '.display_name' 'Alice A.'
+expect_header Cache-Control 'private, max-age=30'
+HIT_ID="phase2-cache-hit.$RANDOM"
+cached_users "$G5" -H "$AUTH" -H "X-Request-Id: $HIT_ID"
+check_eq "then through G5: HIT (one cache for every gateway)" HIT "$CACHE_RESULT"
+expect_json '.display_name' 'Alice A.'
+if poll_until 5 has_log_line "$TEST_DIR/gateway-5.out" "$HIT_ID"; then
+	check_eq "the users service never saw the hit" 0 "$(grep -c "$HIT_ID" "$TEST_DIR/users.out")"
+else
+	fail "G5 logged $HIT_ID" "no such line in $TEST_DIR/gateway-5.out"
+fi
+http PATCH "$G1/api/v1/users/me" '{"display_name":"Alice B."}' -H "$AUTH"
+cached_users "$G5" -H "$AUTH"
+check_eq "after another PATCH: MISS" MISS "$CACHE_RESULT"
+expect_json '.display_name' 'Alice B.'
+http PATCH "$G1/api/v1/users/me" '{"display_name":"bad\u0007name"}' -H "$AUTH"
+expect_problem 400
+
+step "the metrics count every outcome"
+METRICS=$(curl -s "$G6/metrics")
+for result in hit miss bypass stored not_stored invalidated; do
+	check_num "gateway_cache_requests_total{route=\"/cached\",result=\"$result\"}" \
+		"$(awk -v want="gateway_cache_requests_total{route=\"/cached\",result=\"$result\"}" \
+			'$1 == want { print $2 }' <<<"$METRICS")" '>' 0
+done
+
+# ---------------------------------------------------------------------------
 section "health: liveness is free, the detailed report is the operator's and cached"
 # Threat: /health was open, unlimited and asked every upstream (and Redis)
 # on every call: 40 calls, 40 requests to each upstream, and their URLs
@@ -1485,7 +1645,7 @@ check_eq "the fixture was asked nothing" "$PROBES_BEFORE" "$(fixture_count 'GET 
 step "GET /health/details with the operator's token (positive control)"
 details "$G6"
 expect_status 200
-expect_json '.checks.fixture.url' "$FIXTURE"
+expect_json '.checks.fixture.instances[0].url' "$FIXTURE"
 expect_json '.checks.fixture.status' up
 expect_jq "pool figures" '.checks.fixture.pool | [.created, .requests] | all(type == "number")'
 

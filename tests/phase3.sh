@@ -76,6 +76,7 @@ REDIS_PORT=$(free_port)
 USERS_PORT=$(free_port)
 ANALYTICS_PORT=$(free_port)
 V1_PORT=$(free_port)
+V1B_PORT=$(free_port)
 V2_PORT=$(free_port)
 CANARY_PORT=$(free_port)
 G_PORTS=("$(free_port)" "$(free_port)" "$(free_port)")
@@ -87,6 +88,7 @@ LB_MEMORY="http://127.0.0.1:$LB_MEMORY_PORT" # nginx -> the memory gateways
 G1="http://127.0.0.1:${G_PORTS[0]}"
 
 SECRET="phase3-test-secret-0123456789abcdef-0123456789"
+OPERATOR_TOKEN="phase3-operator-token-0123456789abcdefgh"
 FREE_LIMIT=10
 TRACES="$TEST_DIR/traces.jsonl"
 
@@ -156,11 +158,15 @@ shortener_env() {
 		ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" API_VERSION="$1" INSTANCE_ID="$2"
 }
 mapfile -t V1_ENV < <(shortener_env 1 url-shortener-v1)
+mapfile -t V1B_ENV < <(shortener_env 1 url-shortener-v1-b)
 mapfile -t V2_ENV < <(shortener_env 2 url-shortener-v2)
 mapfile -t CANARY_ENV < <(shortener_env 2 url-shortener-v2-canary)
 must_start "url-shortener v1 is healthy on port $V1_PORT" \
 	start_service url-shortener-v1 "$URL_SHORTENER" "$TEST_DIR/url-shortener-v1" "$V1_PORT" "${V1_ENV[@]}"
 V1_PID=$SERVICE_PID
+must_start "url-shortener v1's second instance is healthy on port $V1B_PORT" \
+	start_service url-shortener-v1-b "$URL_SHORTENER" "$TEST_DIR/url-shortener-v1-b" "$V1B_PORT" "${V1B_ENV[@]}"
+V1B_PID=$SERVICE_PID
 must_start "url-shortener v2 is healthy on port $V2_PORT" \
 	start_service url-shortener-v2 "$URL_SHORTENER" "$TEST_DIR/url-shortener-v2" "$V2_PORT" "${V2_ENV[@]}"
 V2_PID=$SERVICE_PID
@@ -173,14 +179,18 @@ CANARY_PID=$SERVICE_PID
 # policy allows 500 logins a minute per IP (every request here comes from
 # 127.0.0.1). Upstream URLs come from the environment.
 GATEWAY_CONFIG_FILE="$TEST_DIR/gateway.json"
-jq '.rate_limit_policies.login += {window_seconds: 60, anonymous: 500, free: 500, premium: 500}' \
+# Its breaker keeps a failing instance out for 1 s instead of 5 (the
+# balancer section waits for one to come back).
+jq '.rate_limit_policies.login += {window_seconds: 60, anonymous: 500, free: 500, premium: 500}
+	| .breaker.open_ms = 1000' \
 	phase3-advanced/gateway.json >"$GATEWAY_CONFIG_FILE"
 GATEWAY_ENV=(
 	"${TRACE_BINARY[@]}"
 	GATEWAY_CONFIG="$GATEWAY_CONFIG_FILE"
 	USERS_URL="http://127.0.0.1:$USERS_PORT"
 	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT"
-	URL_SHORTENER_V1_URL="http://127.0.0.1:$V1_PORT"
+	URL_SHORTENER_V1_URL="http://127.0.0.1:$V1_PORT,http://127.0.0.1:$V1B_PORT"
+	OPERATOR_TOKEN="$OPERATOR_TOKEN"
 	URL_SHORTENER_V2_URL="http://127.0.0.1:$V2_PORT"
 	URL_SHORTENER_V2_CANARY_URL="http://127.0.0.1:$CANARY_PORT"
 	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/1"
@@ -603,6 +613,89 @@ must_start "analytics is healthy again" \
 ANALYTICS_PID=$SERVICE_PID
 
 # ---------------------------------------------------------------------------
+section "API v1 runs twice: the gateways balance, and go round a dead instance"
+# URL_SHORTENER_V1_URL lists two instances. Each gateway sends its
+# requests to them in turn (round robin), and keeps a circuit breaker per
+# instance: 3 failed attempts in a row (here: connections refused) take
+# it out of rotation for open_ms (1 s in this file), then one request
+# probes it. A refused connection carried nothing, so the gateway sends
+# that request to the other instance at once, whatever its method:
+# killing one instance costs no request. Straight to api-gateway-1, so
+# that one gateway sees every request of this section.
+# ---------------------------------------------------------------------------
+# shortener_instance: which url-shortener answered the last request (its
+# X-Instance; the gateway adds its own beside it).
+shortener_instance() {
+	header_values X-Instance | grep '^url-shortener' | head -n 1
+}
+# v1_instances N: N x GET /api/v1/expand/<code> from api-gateway-1; counts
+# the answers by status and X-Instance in V1_SEEN ("200 url-shortener-v1"...).
+v1_instances() {
+	local i
+	for i in $(seq 1 "$1"); do
+		http GET "$G1/api/v1/expand/$CODE"
+		echo "$HTTP_STATUS $(shortener_instance)"
+	done | sort | uniq -c | awk '{ print $1 " x " $2 " " $3 }' | paste -sd ',' - >"$TEST_DIR/v1-seen.txt"
+	V1_SEEN=$(cat "$TEST_DIR/v1-seen.txt")
+}
+# v1b_metric NAME: api-gateway-1's metric NAME for the second instance.
+v1b_metric() {
+	curl -s "$G1/metrics" | awk -v want="$1{upstream=\"url-shortener-v1\",instance=\"http://127.0.0.1:$V1B_PORT\"}" \
+		'$1 == want { print $2 }'
+}
+
+step "10 x GET /api/v1/expand/<code> from api-gateway-1"
+v1_instances 10
+check_eq "5 from each instance, in turn" "5 x 200 url-shortener-v1,5 x 200 url-shortener-v1-b" "$V1_SEEN"
+check_eq "the second instance's circuit is closed (0)" 0 "$(v1b_metric gateway_upstream_instance_circuit_state)"
+
+step "kill url-shortener-v1-b, then 4 x POST /api/v1/shorten"
+kill_pid "$V1B_PID"
+for i in 1 2 3 4; do
+	http POST "$G1/api/v1/shorten" "{\"url\":\"https://example.com/balanced-$i\"}" -H "$AUTH"
+	echo "$HTTP_STATUS $(shortener_instance)"
+done >"$TEST_DIR/v1-posts.txt"
+check_eq "4 x 201, each from url-shortener-v1: a refused connection is retried on the other" 4 \
+	"$(grep -c '^201 url-shortener-v1$' "$TEST_DIR/v1-posts.txt")"
+
+step "then 20 x GET /api/v1/expand/<code>"
+v1_instances 20
+check_eq "20 x 200, every one from url-shortener-v1" "20 x 200 url-shortener-v1" "$V1_SEEN"
+check_eq "the dead instance's circuit is open (2)" 2 "$(v1b_metric gateway_upstream_instance_circuit_state)"
+# Once, or again after a failed probe when the 20 requests took over
+# open_ms (a busy machine).
+check_num "opened (counted)" "$(v1b_metric gateway_upstream_instance_ejections_total)" '>=' 1
+check_num "its failures counted (3 in a row opened it)" "$(v1b_metric gateway_upstream_instance_failures_total)" '>=' 3
+http GET "$G1/health/details" '' -H "Authorization: Bearer $OPERATOR_TOKEN"
+expect_status 200
+expect_jq "/health/details: url-shortener-v1 up, its second instance unhealthy and open" \
+	".checks[\"url-shortener-v1\"].status == \"up\" and
+	 ([.checks[\"url-shortener-v1\"].instances[] | select(.url == \"http://127.0.0.1:$V1B_PORT\")
+	   | .healthy == false and .circuit == \"open\"] == [true])"
+check_match "the gateway logged the breaker opening" \
+	"instance http://127.0.0.1:$V1B_PORT: circuit open" "$(cat "$TEST_DIR/api-gateway-1.err")"
+
+step "start url-shortener-v1-b again: after open_ms, a probe puts it back"
+must_start "url-shortener-v1-b is healthy again" \
+	start_service url-shortener-v1-b "$URL_SHORTENER" "$TEST_DIR/url-shortener-v1-b-2" "$V1B_PORT" "${V1B_ENV[@]}"
+V1B_PID=$SERVICE_PID
+back=0
+for _ in $(seq 1 "$POLL_TRIES"); do
+	http GET "$G1/api/v1/expand/$CODE"
+	if [ "$(shortener_instance)" = url-shortener-v1-b ]; then
+		back=1
+		break
+	fi
+	sleep "$POLL_INTERVAL"
+done
+check_eq "url-shortener-v1-b answers again" 1 "$back"
+check_eq "its circuit is closed again (0)" 0 "$(v1b_metric gateway_upstream_instance_circuit_state)"
+check_match "the gateway logged it back in rotation" \
+	"instance http://127.0.0.1:$V1B_PORT: circuit closed \(back in rotation\)" "$(cat "$TEST_DIR/api-gateway-1.err")"
+v1_instances 10
+check_eq "then 5 from each again" "5 x 200 url-shortener-v1,5 x 200 url-shortener-v1-b" "$V1_SEEN"
+
+# ---------------------------------------------------------------------------
 section "a gateway dies under load: nginx passes its requests on"
 # 400 GET /api/v1/expand/<code>, one after the other, through nginx; after
 # the first 100, api-gateway-2 is killed (SIGKILL: a crash). nginx finds
@@ -682,6 +775,7 @@ section "clean stop, and sanitizers"
 step "SIGTERM"
 declare -A SERVER_NAMES=([${G_PIDS[1]}]=api-gateway-1 [${G_PIDS[3]}]=api-gateway-3
 	[$USERS_PID]=users [$ANALYTICS_PID]=analytics [$V1_PID]=url-shortener-v1
+	[$V1B_PID]=url-shortener-v1-b
 	[$V2_PID]=url-shortener-v2 [$CANARY_PID]=url-shortener-v2-canary
 	[$NGINX_MAIN_PID]=nginx)
 check_clean_stop

@@ -23,6 +23,12 @@ Endpoints:
                           connection is read completely and then the
                           connection is closed without a byte of answer. A
                           request on a fresh connection is always answered.
+  any /cacheable          200 (or ?status=N) {"served": N, "method", "user"}:
+                          N requests of that method to /cacheable before this
+                          one, and the X-User-Id the gateway passed; the
+                          answer carries Cache-Control, Vary and Set-Cookie
+                          from ?cc=, ?vary= and ?cookie= (the response
+                          cache's tests).
   GET /stats              {"GET /flaky": 3, "POST /echo": 2, ...}: requests
                           received per method and path (query left out;
                           /stats itself not counted), dropped ones included.
@@ -208,6 +214,22 @@ class Handler(BaseHTTPRequestHandler):
             with stats_lock:
                 snapshot = dict(stats)
             self.reply_json(200, snapshot)
+        elif url.path == "/cacheable":
+            # For the gateway's response cache: the answer carries what the
+            # query asks for (cc: Cache-Control, vary, cookie: Set-Cookie,
+            # status), and says how many requests for this path the
+            # fixture has served, and for whom (X-User-Id), so a test can
+            # tell a cached answer from a fresh one.
+            query = parse_qs(url.query)
+            headers = [(name, query[key][0]) for key, name in
+                       (("cc", "Cache-Control"), ("vary", "Vary"), ("cookie", "Set-Cookie"))
+                       if key in query]
+            with stats_lock:
+                served = stats.get("%s /cacheable" % self.command, 0)
+            status = int(query.get("status", ["200"])[0])
+            self.reply(status, json.dumps({"served": served, "method": self.command,
+                                           "user": self.headers.get("X-User-Id")}).encode(),
+                       "application/json", headers)
         elif url.path == "/headers":
             self.reply_json(200, {"headers": [[name, value] for name, value in self.headers.items()],
                                   "body_bytes": len(body)})

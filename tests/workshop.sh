@@ -290,6 +290,18 @@ kit service start analytics
 remember_pids
 check_eq "start exits 0" 0 "$KIT_STATUS"
 
+step "2.11 GET /users/me twice, PATCH, and again: the response cache"
+# x_cache URL [curl args...]: the X-Cache of a GET.
+x_cache() {
+	curl -s -o /dev/null -D - "$@" | tr -d '\r' | awk 'tolower($1) == "x-cache:" { print $2 }'
+}
+curl -s -o /dev/null -X PATCH "$G/api/v1/users/me" -H "$AUTH" -H 'Content-Type: application/json' \
+	-d '{"display_name":"Workshop"}'
+check_eq "after a PATCH: MISS" MISS "$(x_cache "$G/api/v1/users/me" -H "$AUTH")"
+check_eq "then: HIT" HIT "$(x_cache "$G/api/v1/users/me" -H "$AUTH")"
+check_match "the entry is in the run's Redis, with the service's 30 s" '^([1-9]|[12][0-9]|30)$' \
+	"$(redis-cli -p "$REDIS_PORT" TTL "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'cache:u:*' | head -n 1)")"
+
 step "2.8 SERVER_CORE=threads service.sh restart gateway"
 LOOP_THREADS_NOW=$(ps -o nlwp= -p "$(pid_of gateway)" | tr -d ' ')
 SERVER_CORE=threads kit service restart gateway
@@ -335,7 +347,48 @@ check_true "Phase 2's token is still good through nginx" \
 
 step "Prometheus watches each of the three gateways, not nginx"
 check_scraped analytics api-gateway-1 api-gateway-2 api-gateway-3 url-shortener \
-	url-shortener-v2 url-shortener-v2-canary users
+	url-shortener-b url-shortener-v2 url-shortener-v2-canary users
+
+step "3.8 service.sh stop url-shortener-b: the gateway goes round it"
+G31="http://127.0.0.1:${GATEWAY3_PORT_LIST[0]}"
+# shortener_answers N: N x GET expand from api-gateway-1, one "STATUS
+# INSTANCE" line each (the url-shortener's X-Instance). Each request comes
+# as another client (the gateways believe X-Forwarded-For from 127.0.0.1,
+# as from nginx), or the anonymous limit (30 a minute) would end the step.
+CLIENTS=0
+shortener_answers() {
+	local i
+	for i in $(seq 1 "$1"); do
+		CLIENTS=$((CLIENTS + 1))
+		curl -s -o /dev/null -D - -H "X-Forwarded-For: 10.38.$((CLIENTS / 250)).$((CLIENTS % 250 + 1))" \
+			"$G31/api/v1/expand/$CODE" | tr -d '\r' |
+			awk 'NR == 1 { status = $2 } tolower($1) == "x-instance:" && $2 ~ /^url-shortener/ { who = $2 }
+				END { print status " " who }'
+	done
+}
+check_eq "10 x expand: both v1 instances answer, in turn" "5 200 url-shortener-v1,5 200 url-shortener-v1-b" \
+	"$(shortener_answers 10 | sort | uniq -c | awk '{ print $1 " " $2 " " $3 }' | paste -sd ',' -)"
+kit service stop url-shortener-b
+check_eq "stop exits 0" 0 "$KIT_STATUS"
+check_eq "10 x expand: all 200, from url-shortener-v1" "10 200 url-shortener-v1" \
+	"$(shortener_answers 10 | sort | uniq -c | awk '{ print $1 " " $2 " " $3 }' | paste -sd ',' -)"
+kit service start url-shortener-b
+remember_pids
+check_eq "start exits 0" 0 "$KIT_STATUS"
+back=0
+deadline=$((SECONDS + 30)) # open_ms is 5 s
+while [ "$SECONDS" -lt "$deadline" ]; do
+	if [ "$(shortener_answers 1)" = "200 url-shortener-v1-b" ]; then
+		back=1
+		break
+	fi
+	sleep 0.05
+done
+check_eq "after open_ms, url-shortener-v1-b answers again" 1 "$back"
+if [ "$back" = 0 ]; then
+	grep -h 'circuit' "$KIT_RUN_DIR/api-gateway-1.log" | tail -n 5 | sed 's/^/#   /'
+	tail -n 5 "$KIT_RUN_DIR/url-shortener-b.log" | sed 's/^/#   /'
+fi
 
 step "3.6 service.sh stop api-gateway-2"
 kit service stop api-gateway-2

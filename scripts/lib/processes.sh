@@ -55,6 +55,7 @@ kit_settings() {
 	USERS_PORT=${USERS_PORT:-8083}
 	URL_SHORTENER_V2_PORT=${URL_SHORTENER_V2_PORT:-8084}            # Phase 3
 	URL_SHORTENER_V2_CANARY_PORT=${URL_SHORTENER_V2_CANARY_PORT:-8085}
+	URL_SHORTENER_B_PORT=${URL_SHORTENER_B_PORT:-8086}              # v1's second instance
 	GATEWAY3_PORTS=${GATEWAY3_PORTS:-3001 3002 3003} # api-gateway-1..3
 	NGINX_PORT=${NGINX_PORT:-8000}
 	JAEGER_AGENT_PORT=${JAEGER_AGENT_PORT:-6832}          # UDP, Thrift binary
@@ -96,7 +97,7 @@ phase_waves() {
 	1) printf '%s\n' redis monolith ;;
 	2) printf '%s\n' redis "users analytics url-shortener" gateway prometheus ;;
 	3) printf '%s\n' redis jaeger-sink \
-		"users analytics url-shortener url-shortener-v2 url-shortener-v2-canary" \
+		"users analytics url-shortener url-shortener-b url-shortener-v2 url-shortener-v2-canary" \
 		"api-gateway-1 api-gateway-2 api-gateway-3" nginx prometheus ;;
 	*) return 1 ;;
 	esac
@@ -119,6 +120,7 @@ process_ports() {
 	url-shortener) echo "tcp $URL_SHORTENER_PORT" ;;
 	url-shortener-v2) echo "tcp $URL_SHORTENER_V2_PORT" ;;
 	url-shortener-v2-canary) echo "tcp $URL_SHORTENER_V2_CANARY_PORT" ;;
+	url-shortener-b) echo "tcp $URL_SHORTENER_B_PORT" ;;
 	api-gateway-[123]) echo "tcp ${GATEWAY3_PORT_LIST[${1#api-gateway-} - 1]}" ;;
 	nginx) echo "tcp $NGINX_PORT" ;;
 	prometheus) echo "tcp $PROMETHEUS_PORT" ;;
@@ -139,6 +141,7 @@ process_port_var() {
 	url-shortener) echo URL_SHORTENER_PORT ;;
 	url-shortener-v2) echo URL_SHORTENER_V2_PORT ;;
 	url-shortener-v2-canary) echo URL_SHORTENER_V2_CANARY_PORT ;;
+	url-shortener-b) echo URL_SHORTENER_B_PORT ;;
 	api-gateway-[123]) echo GATEWAY3_PORTS ;;
 	nginx) echo NGINX_PORT ;;
 	prometheus) echo PROMETHEUS_PORT ;;
@@ -246,7 +249,7 @@ kit_name_of_pid() {
 # JWT secret is never written there: only where it came from, and its
 # SHA-256, so that service.sh can tell a different one apart.
 KIT_RUN_VARS=(KIT_PHASE REDIS_PORT PORT GATEWAY_PORT URL_SHORTENER_PORT ANALYTICS_PORT
-	USERS_PORT URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT GATEWAY3_PORTS NGINX_PORT
+	USERS_PORT URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT URL_SHORTENER_B_PORT GATEWAY3_PORTS NGINX_PORT
 	JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT BIN_DIR MONOLITH
 	JWT_SECRET_FROM JWT_SECRET_SHA256)
 
@@ -383,13 +386,15 @@ start_process() {
 	analytics)
 		launch analytics "$BIN_DIR/analytics" "$ANALYTICS_PORT" "${trace[@]}" "${ids[@]}" \
 			REDIS_URL="$REDIS_URL_OF_RUN" ;;
-	# One url-shortener binary runs three times in Phase 3: API v1, API v2
-	# and v2's canary, sharing the data Redis: a link made through one
-	# version expands through the other.
-	url-shortener | url-shortener-v2 | url-shortener-v2-canary)
+	# One url-shortener binary runs four times in Phase 3: API v1 as two
+	# instances the gateways balance between (url-shortener-b the second),
+	# API v2 and v2's canary, all sharing the data Redis: a link made
+	# through one expands through any other.
+	url-shortener | url-shortener-b | url-shortener-v2 | url-shortener-v2-canary)
 		local port=$URL_SHORTENER_PORT version=1
 		[ "$phase" = 3 ] && ids=(INSTANCE_ID=url-shortener-v1)
 		case $name in
+		url-shortener-b) port=$URL_SHORTENER_B_PORT ids=(INSTANCE_ID=url-shortener-v1-b) ;;
 		url-shortener-v2) port=$URL_SHORTENER_V2_PORT version=2 ids=(INSTANCE_ID="$name") ;;
 		url-shortener-v2-canary) port=$URL_SHORTENER_V2_CANARY_PORT version=2 ids=(INSTANCE_ID="$name") ;;
 		esac
@@ -416,7 +421,7 @@ start_process() {
 			REDIS_URL="$REDIS_URL_OF_RUN" JWT_SECRET="${KIT_JWT_SECRET:?}" \
 			USERS_URL="http://127.0.0.1:$USERS_PORT" \
 			ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" \
-			URL_SHORTENER_V1_URL="http://127.0.0.1:$URL_SHORTENER_PORT" \
+			URL_SHORTENER_V1_URL="http://127.0.0.1:$URL_SHORTENER_PORT,http://127.0.0.1:$URL_SHORTENER_B_PORT" \
 			URL_SHORTENER_V2_URL="http://127.0.0.1:$URL_SHORTENER_V2_PORT" \
 			URL_SHORTENER_V2_CANARY_URL="http://127.0.0.1:$URL_SHORTENER_V2_CANARY_PORT" ;;
 	*)

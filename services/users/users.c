@@ -5,6 +5,8 @@
  *                        answers 409 and is never overwritten
  *   POST /auth/login     checks the password and signs a JWT (kit/jwt.h)
  *   GET  /users/me       the caller's record, by req->user.subject
+ *   PATCH /users/me      sets the caller's display_name ("user-profile:
+ *                        <username>" {display_name, updated_at})
  *
  * A record is JSON {username, tier, password, created_at}; password is
  * password.c's PBKDF2 string. Every account registers as "free"; premium
@@ -34,6 +36,7 @@
 #include "users/password.h"
 #include "users/users.h"
 
+#define USERS_DISPLAY_NAME_MAX 64
 #define USERS_PASSWORD_MIN 8
 #define USERS_PASSWORD_MAX 128
 /* PBKDF2 iterations below this need ALLOW_INSECURE_DEV_SECRET=true. */
@@ -127,6 +130,17 @@ static const char *users_record_string(const cJSON *json, const char *name)
 static int users_tier_key(char *key, size_t key_size, const char *username)
 {
 	int written = snprintf(key, key_size, "user-tier:%s", username);
+
+	if (written < 0 || (size_t)written >= key_size)
+		return -1;
+	return 0;
+}
+
+/* "user-profile:<username>": what the user may change (PATCH /users/me).
+ * Returns 0, or -1 when it does not fit. */
+static int users_profile_key(char *key, size_t key_size, const char *username)
+{
+	int written = snprintf(key, key_size, "user-profile:%s", username);
 
 	if (written < 0 || (size_t)written >= key_size)
 		return -1;
@@ -369,12 +383,17 @@ out:
 	return status;
 }
 
-/* GET /users/me -> 200 {"username","tier","created_at"} of the caller. */
+/* GET /users/me -> 200 {"username","display_name","tier","created_at"} of
+ * the caller. */
 static int users_me(struct kit_request *req)
 {
 	struct users_record record = { 0 };
+	struct kit_store_hash profile = { 0 };
+	const char *display_name;
+	enum kit_store_result result;
 	bool found = false;
 	cJSON *reply = NULL;
+	char key[64];
 	int status;
 
 	/* The subject comes from a verified token or the gateway's identity
@@ -388,18 +407,93 @@ static int users_me(struct kit_request *req)
 	if (!found)
 		return kit_problem(req, 404, "user no longer exists");
 
+	/* The profile, when the user has set one: display_name defaults to
+	 * the username. */
+	if (users_profile_key(key, sizeof(key), record.username) != 0) {
+		status = kit_problem(req, 500, "could not build the profile key");
+		goto out;
+	}
+	result = kit_store_hash_get_all(kit_request_store(req), key, &profile);
+	if (result == KIT_STORE_ERROR) {
+		status = kit_problem_store(req, kit_request_store(req));
+		goto out;
+	}
+	display_name = kit_store_hash_value(&profile, "display_name");
 	reply = cJSON_CreateObject();
 	if (cJSON_AddStringToObject(reply, "username", record.username) == NULL ||
+	    cJSON_AddStringToObject(reply, "display_name",
+				    display_name != NULL ? display_name : record.username) == NULL ||
 	    cJSON_AddStringToObject(reply, "tier", record.tier) == NULL ||
 	    cJSON_AddStringToObject(reply, "created_at", record.created_at) == NULL) {
 		status = kit_problem(req, 500, "out of memory");
 		goto out;
 	}
+	/* A gateway may keep this answer for this user (and only for them)
+	 * for 30 s: a PATCH through it drops the copy at once, a tier grant
+	 * shows within 30 s (kit/cache.h). */
+	kit_response_header(req, "Cache-Control", "private, max-age=30");
 	status = kit_respond_json(req, 200, reply);
 out:
 	cJSON_Delete(reply);
+	kit_store_hash_free(&profile);
 	users_record_free(&record);
 	return status;
+}
+
+/* Whether name is a display name: 1-64 bytes, no control characters
+ * (it is shown in pages and logs; UTF-8 beyond that is the client's). */
+static bool users_display_name_is_valid(const char *name)
+{
+	size_t len = strnlen(name, USERS_DISPLAY_NAME_MAX + 1);
+
+	if (len == 0 || len > USERS_DISPLAY_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static int users_update_me(struct kit_request *req)
+{
+	struct users_record record = { 0 };
+	struct kit_store *store = kit_request_store(req);
+	const char *display_name;
+	char key[64], updated_at[32];
+	bool found = false;
+	cJSON *body;
+	int status;
+
+	status = kit_request_json(req, &body);
+	if (status != KIT_NEXT)
+		return status;
+	status = kit_json_string(req, body, "display_name", true, &display_name);
+	if (status != KIT_NEXT)
+		return status;
+	if (!users_display_name_is_valid(display_name))
+		return kit_problem(req, 400, "display_name must be 1-64 bytes without control characters");
+	if (users_username_is_valid(req->user.subject)) {
+		status = users_record_load(req, req->user.subject, &record, &found);
+		if (status != KIT_NEXT)
+			return status;
+	}
+	if (!found)
+		return kit_problem(req, 404, "user no longer exists");
+	users_record_free(&record);
+
+	if (kit_utc_timestamp(time(NULL), updated_at, sizeof(updated_at)) != 0 ||
+	    users_profile_key(key, sizeof(key), req->user.subject) != 0)
+		return kit_problem(req, 500, "could not build the profile key");
+	const struct kit_store_field_op ops[] = {
+		{ .field = "display_name", .value = display_name },
+		{ .field = "updated_at", .value = updated_at },
+	};
+	if (kit_store_hash_update(store, key, ops, 2) != KIT_STORE_OK)
+		return kit_problem_store(req, store);
+	return users_me(req);
 }
 
 void users_mount(struct kit_app *app)
@@ -445,6 +539,7 @@ void users_mount(struct kit_app *app)
 	kit_route(app, "POST", "/auth/register", users_register, KIT_PUBLIC);
 	kit_route(app, "POST", "/auth/login", users_login, KIT_PUBLIC);
 	kit_route(app, "GET", "/users/me", users_me, KIT_AUTHENTICATED);
+	kit_route(app, "PATCH", "/users/me", users_update_me, KIT_AUTHENTICATED);
 }
 
 /* ---- the operator's commands ---- */

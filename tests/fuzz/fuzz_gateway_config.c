@@ -73,11 +73,24 @@ static void check_accepted(const struct kit_gateway_config *c)
 		   "a pool value out of range");
 
 	for (int i = 0; i < c->upstream_count; i++) {
-		const char *url = c->upstreams[i].url;
-		size_t len = strlen(url);
-		FUZZ_CHECK(strncmp(url, "http://", 7) == 0 && len > 7 && url[len - 1] != '/',
-			   "upstream %s url \"%s\"", c->upstreams[i].name, url);
-		FUZZ_CHECK(c->upstreams[i].name[0] != '\0', "upstream %d has no name", i);
+		const struct kit_upstream *u = &c->upstreams[i];
+
+		FUZZ_CHECK(u->instance_count >= 1 && u->instance_count <= KIT_UPSTREAM_MAX_INSTANCES,
+			   "upstream %s: %d instances", u->name, u->instance_count);
+		FUZZ_CHECK(u->breaker_failures >= 1 && u->breaker_open_ms >= 1,
+			   "upstream %s: breaker %ld/%ld", u->name, u->breaker_failures,
+			   u->breaker_open_ms);
+		for (int j = 0; j < u->instance_count; j++) {
+			const char *url = u->instances[j].url;
+			size_t len = strlen(url);
+			FUZZ_CHECK(strncmp(url, "http://", 7) == 0 && len > 7 && url[len - 1] != '/' &&
+					   strcspn(url, " \t\r\n,") == len,
+				   "upstream %s url \"%s\"", u->name, url);
+			for (int k = 0; k < j; k++)
+				FUZZ_CHECK(strcmp(u->instances[k].url, url) != 0,
+					   "upstream %s lists %s twice", u->name, url);
+		}
+		FUZZ_CHECK(u->name[0] != '\0', "upstream %d has no name", i);
 	}
 	for (int i = 0; i < c->version_count; i++) {
 		const char *v = c->versions[i];

@@ -186,11 +186,11 @@ static void test_shipped_file_upstreams_and_pool(void **state)
 
 	assert_string_equal(config->path, SHIPPED);
 	assert_int_equal(config->upstream_count, 3);
-	assert_string_equal(find_upstream(config, "users")->url,
+	assert_string_equal(find_upstream(config, "users")->instances[0].url,
 			    "http://127.0.0.1:8083");
-	assert_string_equal(find_upstream(config, "url-shortener")->url,
+	assert_string_equal(find_upstream(config, "url-shortener")->instances[0].url,
 			    "http://127.0.0.1:8081");
-	assert_string_equal(find_upstream(config, "analytics")->url,
+	assert_string_equal(find_upstream(config, "analytics")->instances[0].url,
 			    "http://127.0.0.1:8082");
 
 	assert_int_equal(config->max_idle_per_thread, 4);
@@ -308,10 +308,14 @@ static void test_shipped3_file(void **state)
 	struct kit_gateway_config *config = parse_ok_as(SHIPPED3, text);
 
 	assert_int_equal(config->upstream_count, 5);
-	assert_string_equal(find_upstream(config, "url-shortener-v2")->url,
+	assert_string_equal(find_upstream(config, "url-shortener-v2")->instances[0].url,
 			    "http://127.0.0.1:8084");
-	assert_string_equal(find_upstream(config, "url-shortener-v2-canary")->url,
+	assert_string_equal(find_upstream(config, "url-shortener-v2-canary")->instances[0].url,
 			    "http://127.0.0.1:8085");
+	/* API v1 as two instances (make up PHASE=3: url-shortener-b). */
+	assert_int_equal(find_upstream(config, "url-shortener-v1")->instance_count, 2);
+	assert_string_equal(find_upstream(config, "url-shortener-v1")->instances[1].url,
+			    "http://127.0.0.1:8086");
 
 	assert_int_equal(config->version_count, 2);
 	assert_string_equal(config->versions[0], "v1");
@@ -596,7 +600,7 @@ static void test_minimal_file_defaults(void **state)
 	assert_string_equal(config->path, FILE_NAME);
 	assert_int_equal(config->upstream_count, 1);
 	assert_string_equal(config->upstreams[0].name, "svc");
-	assert_string_equal(config->upstreams[0].url, "http://127.0.0.1:9001");
+	assert_string_equal(config->upstreams[0].instances[0].url, "http://127.0.0.1:9001");
 	assert_int_equal(config->policy_count, 0);
 	assert_int_equal(config->route_count, 1);
 
@@ -641,12 +645,12 @@ static void test_url_env_overrides_file_url(void **state)
 {
 	unsetenv(ENV_URL);
 	struct kit_gateway_config *config = parse_ok(URL_ENV_FILE);
-	assert_string_equal(config->upstreams[0].url, "http://127.0.0.1:9001");
+	assert_string_equal(config->upstreams[0].instances[0].url, "http://127.0.0.1:9001");
 	free(config);
 
 	setenv(ENV_URL, "http://svc.internal:8081", 1);
 	config = parse_ok(URL_ENV_FILE);
-	assert_string_equal(config->upstreams[0].url, "http://svc.internal:8081");
+	assert_string_equal(config->upstreams[0].instances[0].url, "http://svc.internal:8081");
 	free(config);
 	unsetenv(ENV_URL);
 }
@@ -656,12 +660,12 @@ static void test_url_trailing_slash_removed(void **state)
 	struct kit_gateway_config *config = parse_ok(
 		"{\"upstreams\": {\"svc\": {\"url\": \"http://127.0.0.1:9001/\"}}, "
 		"\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}");
-	assert_string_equal(config->upstreams[0].url, "http://127.0.0.1:9001");
+	assert_string_equal(config->upstreams[0].instances[0].url, "http://127.0.0.1:9001");
 	free(config);
 
 	setenv(ENV_URL, "http://svc.internal:8081/", 1);
 	config = parse_ok(URL_ENV_FILE);
-	assert_string_equal(config->upstreams[0].url, "http://svc.internal:8081");
+	assert_string_equal(config->upstreams[0].instances[0].url, "http://svc.internal:8081");
 	free(config);
 	unsetenv(ENV_URL);
 }
@@ -675,6 +679,88 @@ static void test_url_env_value_is_checked(void **state)
 	setenv(ENV_URL, "ftp://svc.internal", 1);
 	expect_refused(URL_ENV_FILE, "svc", NULL);
 	unsetenv(ENV_URL);
+}
+
+/* ---- several instances of one upstream, balance, breaker ------------- */
+
+static const char INSTANCES_FILE[] =
+	"{\"upstreams\": {\"svc\": {\"urls\": [\"http://127.0.0.1:9001\", "
+	"\"http://127.0.0.1:9002/\"], \"url_env\": \"" ENV_URL "\", "
+	"\"balance\": \"least_in_flight\"}}, "
+	"\"breaker\": {\"failures\": 5, \"open_ms\": 250}, "
+	"\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}";
+
+static void test_urls_list_the_instances(void **state)
+{
+	unsetenv(ENV_URL);
+	struct kit_gateway_config *config = parse_ok(INSTANCES_FILE);
+	const struct kit_upstream *svc = &config->upstreams[0];
+
+	assert_int_equal(svc->instance_count, 2);
+	assert_string_equal(svc->instances[0].url, "http://127.0.0.1:9001");
+	assert_string_equal(svc->instances[1].url, "http://127.0.0.1:9002");
+	assert_int_equal(svc->balance, KIT_BALANCE_LEAST_IN_FLIGHT);
+	assert_int_equal(svc->breaker_failures, 5);
+	assert_int_equal(svc->breaker_open_ms, 250);
+	free(config);
+}
+
+static void test_one_url_and_breaker_defaults(void **state)
+{
+	struct kit_gateway_config *config = parse_ok(
+		"{" UPSTREAM_SVC ", \"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}");
+	const struct kit_upstream *svc = &config->upstreams[0];
+
+	assert_int_equal(svc->instance_count, 1);
+	assert_int_equal(svc->balance, KIT_BALANCE_ROUND_ROBIN);
+	assert_int_equal(svc->breaker_failures, 3);
+	assert_int_equal(svc->breaker_open_ms, 5000);
+	free(config);
+}
+
+/* The compose file and make up give the instances in one variable. */
+static void test_url_env_lists_instances(void **state)
+{
+	setenv(ENV_URL, "http://a:8081, http://b:8081/,http://c:8081", 1);
+	struct kit_gateway_config *config = parse_ok(INSTANCES_FILE);
+	const struct kit_upstream *svc = &config->upstreams[0];
+
+	assert_int_equal(svc->instance_count, 3);
+	assert_string_equal(svc->instances[0].url, "http://a:8081");
+	assert_string_equal(svc->instances[1].url, "http://b:8081");
+	assert_string_equal(svc->instances[2].url, "http://c:8081");
+	free(config);
+	unsetenv(ENV_URL);
+}
+
+static void test_bad_instances_refused(void **state)
+{
+	setenv(ENV_URL, "http://a:8081,", 1); /* an empty item */
+	expect_refused(INSTANCES_FILE, "upstreams.svc", ENV_URL, NULL);
+	setenv(ENV_URL, "http://a:8081,http://a:8081/", 1);
+	expect_refused(INSTANCES_FILE, "upstreams.svc", "twice", NULL);
+	setenv(ENV_URL, "http://a:1,http://a:2,http://a:3,http://a:4,http://a:5,"
+			"http://a:6,http://a:7,http://a:8,http://a:9", 1);
+	expect_refused(INSTANCES_FILE, "upstreams.svc", "more than 8", NULL);
+	unsetenv(ENV_URL);
+	expect_refused("{\"upstreams\": {\"svc\": {\"url\": \"http://a:1\", \"urls\": [\"http://a:2\"]}}, "
+		       "\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}",
+		       "upstreams.svc", "one of the two", NULL);
+	expect_refused("{\"upstreams\": {\"svc\": {\"urls\": []}}, "
+		       "\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}",
+		       "upstreams.svc.urls", "at least one", NULL);
+	expect_refused("{\"upstreams\": {\"svc\": {\"urls\": [\"http://a:1\", \"ftp://b\"]}}, "
+		       "\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}",
+		       "upstreams.svc.urls", "ftp://b", NULL);
+	expect_refused("{\"upstreams\": {\"svc\": {\"url\": \"http://a:1\", \"balance\": \"random\"}}, "
+		       "\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}",
+		       "upstreams.svc.balance", "random", NULL);
+	expect_refused("{" UPSTREAM_SVC ", \"breaker\": {\"failures\": 0}, "
+		       "\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}",
+		       "breaker.failures", NULL);
+	expect_refused("{" UPSTREAM_SVC ", \"breaker\": {\"open_seconds\": 5}, "
+		       "\"routes\": [{\"prefix\": \"/a\", \"upstream\": \"svc\"}]}",
+		       "breaker", "open_seconds", NULL);
 }
 
 /* ---- bad files ------------------------------------------------------- */
@@ -1043,6 +1129,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_url_env_overrides_file_url),
 		cmocka_unit_test(test_url_trailing_slash_removed),
 		cmocka_unit_test(test_url_env_value_is_checked),
+		cmocka_unit_test(test_urls_list_the_instances),
+		cmocka_unit_test(test_one_url_and_breaker_defaults),
+		cmocka_unit_test(test_url_env_lists_instances),
+		cmocka_unit_test(test_bad_instances_refused),
 		cmocka_unit_test(test_not_json),
 		cmocka_unit_test(test_top_level_not_object),
 		cmocka_unit_test(test_routes_missing_or_not_array),

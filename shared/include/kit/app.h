@@ -113,6 +113,7 @@ void kit_route(struct kit_app *app, const char *method, const char *pattern,
 	       kit_handler_fn handler, enum kit_access access);
 
 struct kit_rate_limit_config;
+struct kit_cache_policy;
 
 /* The same with everything a gateway route carries. */
 struct kit_route_spec {
@@ -122,6 +123,8 @@ struct kit_route_spec {
 	enum kit_access access;
 	/* The limits for this route; NULL: the rate limiter's defaults. */
 	const struct kit_rate_limit_config *rate_limit;
+	/* Its response-cache policy (kit/cache.h); NULL: not cached. */
+	const struct kit_cache_policy *cache;
 	/* Handed to the handler as req->route_data (e.g. the upstream). */
 	void *data;
 	/* The handler waits only through kit/wait.h (the gateway's proxy,

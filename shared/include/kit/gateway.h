@@ -2,7 +2,8 @@
  * kit/gateway.h - the gateway's configuration and its proxy.
  *
  * The route table comes from a JSON file (phase2-gateway/gateway.json):
- * upstreams by name, connection-pool settings, named rate-limit policies,
+ * upstreams by name (each one URL, or several instances to balance
+ * between, below), connection-pool settings, named rate-limit policies,
  * and routes (path prefix -> upstream, prefix rewrite, who may call it, its
  * policy and timeout). kit_gateway_mount() turns each route into a kit
  * route ("<prefix>/...", any method) whose handler is the proxy.
@@ -43,6 +44,7 @@
 #include <stdint.h>
 
 #include "kit/app.h"
+#include "kit/cache.h"
 #include "kit/rate_limit.h"
 
 #define KIT_GATEWAY_MAX_UPSTREAMS 16
@@ -83,11 +85,74 @@ struct kit_pool_stats {
 	atomic_long requests; /* requests sent (retries included)       */
 };
 
+/*
+ * An upstream may run as several instances ("urls" in the file, or a
+ * comma-separated list in its url_env variable). The balancer
+ * (balancer.c) picks one per attempt: round robin, or the one with the
+ * fewest requests in flight ("balance": "least_in_flight"). Each
+ * instance has a circuit breaker:
+ *   closed     in rotation; consecutive_failures counts failed attempts
+ *              (refused, reset, no answer, timed out, or a 502/503/504
+ *              answer) and any other answer sets it back to 0;
+ *   open       after breaker.failures of them in a row: out of rotation
+ *              for breaker.open_ms;
+ *   half_open  then one request is let through as a probe: an answer
+ *              closes the breaker, a failure opens it again.
+ * When every instance is open, the balancer uses them anyway (Envoy's
+ * "panic mode"): failing every request fast would turn a blip into an
+ * outage. So an upstream of one instance is always tried; its breaker
+ * still shows in /health/details and the metrics.
+ */
+#define KIT_UPSTREAM_MAX_INSTANCES 8
+
+enum kit_breaker_state {
+	KIT_BREAKER_CLOSED = 0,
+	KIT_BREAKER_HALF_OPEN = 1,
+	KIT_BREAKER_OPEN = 2,
+};
+
+struct kit_upstream_instance {
+	char url[256];                /* "http://127.0.0.1:8081", no '/' at the end */
+	atomic_long in_flight;        /* attempts on the wire now                  */
+	atomic_long consecutive_failures;
+	atomic_int state;             /* enum kit_breaker_state                    */
+	atomic_ullong opened_ns;      /* when it last opened (kit_now_ns)          */
+	atomic_long requests;         /* attempts sent, ever                       */
+	atomic_long failures;         /* of those, failed                          */
+	atomic_long ejections;        /* times the breaker opened                  */
+};
+
+enum kit_balance {
+	KIT_BALANCE_ROUND_ROBIN,
+	KIT_BALANCE_LEAST_IN_FLIGHT,
+};
+
 struct kit_upstream {
 	char name[32];         /* "url-shortener"                          */
-	char url[256];         /* "http://127.0.0.1:8081", no trailing '/' */
+	struct kit_upstream_instance instances[KIT_UPSTREAM_MAX_INSTANCES];
+	int instance_count;    /* 1 or more                                */
+	enum kit_balance balance;
+	atomic_ulong next;     /* round robin's turn                       */
+	long breaker_failures; /* the file's breaker.failures (3)          */
+	long breaker_open_ms;  /* the file's breaker.open_ms (5000)        */
 	struct kit_pool_stats pool;
 };
+
+/* The balancer (balancer.c). kit_balancer_pick() returns the instance
+ * for the next attempt at now_ns and counts the attempt in flight on it;
+ * not `avoid` (the one that just failed this request) when another can
+ * serve. An open instance whose open_ms have passed becomes half_open
+ * and is picked as the probe (only one request gets it).
+ * kit_balancer_done() reports how that attempt went and moves the
+ * breaker; it returns true when the breaker changed state (to log it),
+ * the new state in *state. Both are safe from any thread (atomics). */
+struct kit_upstream_instance *kit_balancer_pick(struct kit_upstream *upstream,
+						const struct kit_upstream_instance *avoid,
+						uint64_t now_ns);
+bool kit_balancer_done(struct kit_upstream *upstream, struct kit_upstream_instance *instance,
+		       bool failed, uint64_t now_ns, enum kit_breaker_state *state);
+/* "closed", "half_open", "open". */
+const char *kit_breaker_state_name(enum kit_breaker_state state);
 
 /*
  * A/B test or canary: callers spread over variants by weight, each caller
@@ -140,6 +205,9 @@ struct kit_gateway_route {
 	enum kit_access access;
 	const struct kit_rate_limit_config *rate_limit; /* NULL: RATE_LIMIT_* */
 	long timeout_ms;       /* whole exchange, retry included (5000)     */
+	/* "cache": {"ttl_seconds": N}: answers kept in Redis (kit/cache.h) */
+	bool cached;
+	struct kit_cache_policy cache;
 };
 
 struct kit_gateway_config {

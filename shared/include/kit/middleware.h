@@ -3,7 +3,7 @@
  * shared/src. A phase's main.c kit_use()s them in the order of the chain:
  *
  *   request id -> [tracing] -> access log -> metrics -> CORS -> auth
- *   -> rate limit
+ *   -> rate limit -> [response cache]
  *
  * Each file's opening comment says what it reads and writes on the request
  * context and which environment variables configure it.
@@ -42,6 +42,10 @@ extern const struct kit_middleware kit_rate_limit_memory;
  * instance (one atomic round trip); while Redis is down each policy fails
  * open, closed or local (its own count in memory) by config. */
 extern const struct kit_middleware kit_rate_limit_redis;
+/* The gateway's response cache, in Redis: on a route whose gateway.json
+ * entry says "cache", a GET answered from Redis (X-Cache: HIT) or stored
+ * for the next caller; a write drops the path's entries (kit/cache.h). */
+extern const struct kit_middleware kit_response_cache;
 
 /* The operations endpoints, mounted by every process (operations.c):
  * GET /health (liveness: 200 {"status":"ok","service"}, constant, asks

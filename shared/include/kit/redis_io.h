@@ -59,4 +59,11 @@ redisReply *kit_redis_pipe_command(struct kit_redis_pipe *pipe, int argc,
 				   const char **argv, const size_t *argvlen,
 				   bool *stale);
 
+/* kit_redis_pipe_command(), and once more on a new connection when the
+ * failed one had answered before: without that, every thread's first
+ * command after a Redis restart would fail and Redis would seem down for
+ * as long as the caller's back-off. NULL when Redis cannot be reached. */
+redisReply *kit_redis_pipe_call(struct kit_redis_pipe *pipe, int argc, const char **argv,
+				const size_t *argvlen);
+
 #endif

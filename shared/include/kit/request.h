@@ -27,6 +27,7 @@ struct kit_transport;
 struct cJSON;
 struct kit_store;
 struct kit_rate_limit_config;
+struct kit_cache_policy;
 struct kit_span;
 
 #define KIT_REQUEST_ID_MAX 64 /* longest X-Request-Id we accept from a client */
@@ -78,6 +79,7 @@ struct kit_request {
 	int route_status;
 	kit_handler_fn handler;
 	const struct kit_rate_limit_config *rate_limit; /* the route's, or NULL */
+	const struct kit_cache_policy *cache; /* the route's, or NULL: not cached */
 	void *route_data;         /* kit_route_spec.data                      */
 	struct kit_param params[KIT_MAX_PARAMS];
 	int param_count;
@@ -98,9 +100,18 @@ struct kit_request {
 	bool body_read;
 	struct cJSON *json;       /* parsed by kit_request_json, freed after */
 
+	/* Set by a middleware that needs the body after it has gone out
+	 * (the response cache stores it in its finish hook): kit_respond()
+	 * then keeps a copy in kept_*, freed after the finish hooks. */
+	bool keep_response;
+	char *kept_body;
+	size_t kept_len;
+	char *kept_content_type;
+
 	/* The response, as sent (kit_respond). */
 	int status;
 	size_t bytes_sent;
+	/* The cores zero everything above this line for each request. */
 	char extra_headers[KIT_RESPONSE_HEADERS_MAX]; /* "Name: value\r\n"... */
 	size_t extra_headers_len;
 };

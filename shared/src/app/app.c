@@ -239,6 +239,7 @@ static void match_route(struct kit_request *req, char *allow, size_t allow_size)
 			req->access = route->access;
 			req->handler = route->handler;
 			req->rate_limit = route->rate_limit;
+			req->cache = route->cache;
 			req->route_data = route->data;
 			req->route_status = 0;
 			return;
@@ -329,6 +330,8 @@ static void serve(void *arg, struct kit_request *req)
 	}
 
 	free(req->body);
+	free(req->kept_body);
+	free(req->kept_content_type);
 	cJSON_Delete(req->json);
 }
 

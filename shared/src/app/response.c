@@ -195,6 +195,17 @@ int kit_respond(struct kit_request *req, int status, const char *content_type,
 
 	req->transport->send(req, buffer, head_len + len, closing);
 	free(buffer);
+	if (req->keep_response && req->kept_body == NULL) {
+		/* For a finish hook (the response cache); on failure it simply
+		 * finds nothing kept. */
+		req->kept_body = malloc(len > 0 ? len : 1);
+		req->kept_content_type = content_type != NULL ? strdup(content_type) : NULL;
+		if (req->kept_body != NULL) {
+			if (len > 0)
+				memcpy(req->kept_body, body, len);
+			req->kept_len = len;
+		}
+	}
 	req->status = status;
 	req->bytes_sent = head_len + len;
 	return status;

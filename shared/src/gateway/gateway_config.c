@@ -15,6 +15,13 @@
  * uncounted), "closed" (503) or "local" (count in this process); without
  * it, RATE_LIMIT_ON_REDIS_ERROR decides (kit/rate_limit.h).
  *
+ * An upstream gives "url" (one instance) or "urls" (several, balanced:
+ * "balance" "round_robin", the default, or "least_in_flight"); its
+ * "url_env" variable, when set, replaces them with one URL or a comma-
+ * separated list. "breaker": {"failures": 3, "open_ms": 5000} (optional,
+ * these are the defaults) sets every instance's circuit breaker
+ * (kit/gateway.h).
+ *
  * Phase 3 members, both optional (a Phase 2 file has neither):
  *   "versions"  ["v1", "v2"]: "v" and digits, no repeats. A route under
  *               /api/v<digits> must be of a listed version.
@@ -171,10 +178,91 @@ static bool is_valid_name(const char *name)
 	       strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789-_") == len;
 }
 
+/* One instance's URL, from the file or from url_env (source names which,
+ * for the message): http://host[:port], the trailing '/' taken off. */
+static int add_instance(struct parser *p, struct kit_upstream *upstream, const char *field,
+			const char *source, const char *url, size_t len)
+{
+	struct kit_upstream_instance *instance;
+
+	if (upstream->instance_count == KIT_UPSTREAM_MAX_INSTANCES)
+		return fail(p, field, "%s: more than %d instances", source, KIT_UPSTREAM_MAX_INSTANCES);
+	instance = &upstream->instances[upstream->instance_count];
+	while (len > 0 && (*url == ' ' || *url == '\t')) {
+		url++;
+		len--;
+	}
+	while (len > 0 && (url[len - 1] == ' ' || url[len - 1] == '\t'))
+		len--;
+	if (len >= sizeof(instance->url))
+		return fail(p, field, "%s: a URL is longer than %zu bytes", source,
+			    sizeof(instance->url) - 1);
+	memcpy(instance->url, url, len);
+	instance->url[len] = '\0';
+	if (strncmp(instance->url, "http://", 7) != 0 || instance->url[7] == '\0' ||
+	    instance->url[7] == '/' || strcspn(instance->url, " \t\r\n,") != len)
+		return fail(p, field, "%s \"%s\" must be http://host[:port]", source, instance->url);
+	while (len > 7 && instance->url[len - 1] == '/')
+		instance->url[--len] = '\0';
+	for (int i = 0; i < upstream->instance_count; i++) {
+		if (strcmp(upstream->instances[i].url, instance->url) == 0)
+			return fail(p, field, "%s lists %s twice", source, instance->url);
+	}
+	upstream->instance_count++;
+	return 0;
+}
+
+/* "url": "http://...", or "urls": ["http://...", ...]; the variable
+ * "url_env" names, when set, replaces them: one URL or several separated
+ * by commas. */
+static int parse_instances(struct parser *p, const cJSON *item, const char *field,
+			   struct kit_upstream *upstream)
+{
+	const cJSON *url = cJSON_GetObjectItemCaseSensitive(item, "url");
+	const cJSON *urls = cJSON_GetObjectItemCaseSensitive(item, "urls");
+	char env_name[64] = "", where[128];
+	const char *override;
+
+	if (read_string(p, item, "url_env", field, "", env_name, sizeof(env_name)) != 0)
+		return -1;
+	if ((url == NULL) == (urls == NULL))
+		return fail(p, field, "give \"url\" or \"urls\", one of the two");
+	override = env_name[0] != '\0' ? kit_env_string(env_name, NULL) : NULL;
+	if (override != NULL) {
+		for (const char *at = override;; at++) {
+			size_t len = strcspn(at, ",");
+
+			if (add_instance(p, upstream, field, env_name, at, len) != 0)
+				return -1;
+			at += len;
+			if (*at == '\0')
+				return 0;
+		}
+	}
+	if (url != NULL) {
+		snprintf(where, sizeof(where), "%s.url", field);
+		if (!cJSON_IsString(url))
+			return fail(p, where, "must be a string");
+		return add_instance(p, upstream, field, "url", url->valuestring,
+				    strlen(url->valuestring));
+	}
+	snprintf(where, sizeof(where), "%s.urls", field);
+	if (!cJSON_IsArray(urls) || cJSON_GetArraySize(urls) == 0)
+		return fail(p, where, "must be an array of at least one URL");
+	cJSON_ArrayForEach(url, urls) {
+		if (!cJSON_IsString(url))
+			return fail(p, where, "must hold strings");
+		if (add_instance(p, upstream, where, "urls", url->valuestring,
+				 strlen(url->valuestring)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 			   struct kit_gateway_config *config)
 {
-	static const char *const members[] = { "url", "url_env", NULL };
+	static const char *const members[] = { "url", "urls", "url_env", "balance", NULL };
 	const cJSON *item;
 
 	if (!cJSON_IsObject(upstreams) || cJSON_GetArraySize(upstreams) == 0)
@@ -182,8 +270,7 @@ static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 
 	cJSON_ArrayForEach(item, upstreams) {
 		struct kit_upstream *upstream;
-		char field[96], env_name[64] = "";
-		size_t len;
+		char field[96], balance[24];
 
 		snprintf(field, sizeof(field), "upstreams.%s", item->string);
 		if (find_upstream(config, item->string) != NULL)
@@ -198,27 +285,40 @@ static int parse_upstreams(struct parser *p, const cJSON *upstreams,
 		memset(upstream, 0, sizeof(*upstream));
 		strcpy(upstream->name, item->string);
 		if (check_members(p, item, field, members) != 0 ||
-		    read_string(p, item, "url", field, NULL, upstream->url, sizeof(upstream->url)) != 0 ||
-		    read_string(p, item, "url_env", field, "", env_name, sizeof(env_name)) != 0)
+		    parse_instances(p, item, field, upstream) != 0 ||
+		    read_string(p, item, "balance", field, "round_robin", balance, sizeof(balance)) != 0)
 			return -1;
-		const char *source = "url";
-		if (env_name[0] != '\0') {
-			const char *override = kit_env_string(env_name, NULL);
-			if (override != NULL) {
-				if (strlen(override) >= sizeof(upstream->url))
-					return fail(p, field, "%s is too long", env_name);
-				strcpy(upstream->url, override);
-				source = env_name; /* say where a bad value came from */
-			}
+		if (strcmp(balance, "round_robin") == 0) {
+			upstream->balance = KIT_BALANCE_ROUND_ROBIN;
+		} else if (strcmp(balance, "least_in_flight") == 0) {
+			upstream->balance = KIT_BALANCE_LEAST_IN_FLIGHT;
+		} else {
+			snprintf(field + strlen(field), sizeof(field) - strlen(field), ".balance");
+			return fail(p, field, "\"%s\" is not \"round_robin\" or \"least_in_flight\"",
+				    balance);
 		}
-		if (strncmp(upstream->url, "http://", 7) != 0 || upstream->url[7] == '\0' ||
-		    upstream->url[7] == '/')
-			return fail(p, field, "%s \"%s\" must be http://host[:port]", source,
-				    upstream->url);
-		len = strlen(upstream->url);
-		while (len > 7 && upstream->url[len - 1] == '/')
-			upstream->url[--len] = '\0';
 		config->upstream_count++;
+	}
+	return 0;
+}
+
+/* "breaker": {"failures": 3, "open_ms": 5000}, the same for every
+ * upstream's instances (kit/gateway.h). */
+static int parse_breaker(struct parser *p, const cJSON *breaker,
+			 struct kit_gateway_config *config)
+{
+	static const char *const members[] = { "failures", "open_ms", NULL };
+	long failures, open_ms;
+
+	if (breaker != NULL && !cJSON_IsObject(breaker))
+		return fail(p, "breaker", "must be an object");
+	if ((breaker != NULL && check_members(p, breaker, "breaker", members) != 0) ||
+	    read_long(p, breaker, "failures", "breaker", 3, 1, 1000, &failures) != 0 ||
+	    read_long(p, breaker, "open_ms", "breaker", 5000, 1, 3600000, &open_ms) != 0)
+		return -1;
+	for (int i = 0; i < config->upstream_count; i++) {
+		config->upstreams[i].breaker_failures = failures;
+		config->upstreams[i].breaker_open_ms = open_ms;
 	}
 	return 0;
 }
@@ -429,8 +529,11 @@ static int parse_route(struct parser *p, const cJSON *item, int index,
 		       struct kit_gateway_config *config)
 {
 	static const char *const members[] = {
-		"prefix", "upstream", "split", "rewrite", "access", "rate_limit", "timeout_ms", NULL,
+		"prefix", "upstream", "split", "rewrite", "access", "rate_limit", "timeout_ms",
+		"cache", NULL,
 	};
+	static const char *const cache_members[] = { "ttl_seconds", NULL };
+	const cJSON *cache = cJSON_GetObjectItemCaseSensitive(item, "cache");
 	struct kit_gateway_route *route = &config->routes[index];
 	char field[32], upstream[32] = "", split[32] = "", access[32], policy[32] = "";
 	bool has_upstream = cJSON_GetObjectItemCaseSensitive(item, "upstream") != NULL;
@@ -520,6 +623,22 @@ static int parse_route(struct parser *p, const cJSON *item, int index,
 		if (route->rate_limit == NULL)
 			return fail(p, field, "no policy named \"%s\" in rate_limit_policies", policy);
 	}
+
+	/* "cache": {"ttl_seconds": N} (kit/cache.h). Not on a split: one
+	 * variant's answer would be served to the other's callers. */
+	if (cache != NULL) {
+		snprintf(field, sizeof(field), "routes[%d].cache", index);
+		if (!cJSON_IsObject(cache))
+			return fail(p, field, "must be an object");
+		if (has_split)
+			return fail(p, field, "a split route is not cached: one variant's answers would reach the other's callers");
+		if (check_members(p, cache, field, cache_members) != 0 ||
+		    read_long(p, cache, "ttl_seconds", field, 0, 1, 86400, &route->cache.ttl_seconds) != 0)
+			return -1;
+		strcpy(route->cache.route, route->prefix);
+		route->cache.service = route->upstream->name;
+		route->cached = true;
+	}
 	return 0;
 }
 
@@ -528,7 +647,8 @@ int kit_gateway_config_parse(const char *path, const char *text,
 			     size_t error_size)
 {
 	static const char *const top_members[] = {
-		"versions", "upstreams", "pool", "rate_limit_policies", "splits", "routes", NULL,
+		"versions", "upstreams", "breaker", "pool", "rate_limit_policies", "splits", "routes",
+		NULL,
 	};
 	static const char *const pool_members[] = {
 		"max_idle_per_thread", "max_idle_per_upstream", "idle_timeout_seconds",
@@ -558,6 +678,7 @@ int kit_gateway_config_parse(const char *path, const char *text,
 	}
 	if (check_members(&p, root, "(top level)", top_members) != 0 ||
 	    parse_upstreams(&p, cJSON_GetObjectItemCaseSensitive(root, "upstreams"), config) != 0 ||
+	    parse_breaker(&p, cJSON_GetObjectItemCaseSensitive(root, "breaker"), config) != 0 ||
 	    parse_policies(&p, cJSON_GetObjectItemCaseSensitive(root, "rate_limit_policies"), config) != 0 ||
 	    parse_versions(&p, cJSON_GetObjectItemCaseSensitive(root, "versions"), config) != 0 ||
 	    parse_splits(&p, cJSON_GetObjectItemCaseSensitive(root, "splits"), config) != 0)

@@ -39,9 +39,13 @@
  *      and Accept libcurl would add, so the upstream gets what the client
  *      sent. Every line goes through add_header(): a control byte is 400,
  *      a line over KIT_PROXY_HEADER_LINE_MAX is 431, never cut short
- *   4. perform with a connect timeout and a total timeout (the route's); on
- *      a reused connection the upstream had closed, retry once, for
- *      idempotent methods only, within what is left of the same timeout
+ *   4. perform with a connect timeout and a total timeout (the route's),
+ *      each attempt on the instance the balancer picks (balancer.c: round
+ *      robin or least in flight, and a circuit breaker per instance). Try
+ *      again, within what is left of the same timeout: on another
+ *      instance when one refused the connection (nothing was sent, so for
+ *      any method) or, for idempotent methods only, dropped it without an
+ *      answer; and once on a reused connection the upstream had closed
  *      (each attempt is a client span of its own; libcurl's own re-send,
  *      which would repeat a POST too, is refused: on_send)
  *   5. answer: the upstream's status, headers (minus hop-by-hop) and body,
@@ -108,6 +112,11 @@ static struct {
 	struct kit_metric *errors;
 	struct kit_metric *connections;       /* {upstream,state}      */
 	struct kit_metric *split_requests;    /* {split,variant}       */
+	struct kit_metric *instance_state;    /* {upstream,instance}:  */
+	struct kit_metric *instance_in_flight; /* the balancer's view  */
+	struct kit_metric *instance_requests;
+	struct kit_metric *instance_failures;
+	struct kit_metric *instance_ejections;
 	long max_request_headers;             /* MAX_REQUEST_HEADERS   */
 } proxy;
 
@@ -691,11 +700,40 @@ static const struct kit_split_variant *split_variant(struct kit_request *req,
 
 /* ---- the proxy ---- */
 
+/* The instance's URL for req: instance + rewrite + the rest of the path
+ * (encoded again) + the raw query. False when it does not fit. */
+static bool upstream_url(char *url, size_t size, const struct kit_upstream_instance *instance,
+			 const struct kit_gateway_route *route, const struct kit_request *req)
+{
+	snprintf(url, size, "%s%s", instance->url, route->rewrite);
+	if (!append_encoded_path(url, size, req->path_rest != NULL ? req->path_rest : "") ||
+	    (req->query != NULL && strlen(url) + strlen(req->query) + 2 > size))
+		return false;
+	if (req->query != NULL) {
+		strcat(url, "?");
+		strcat(url, req->query);
+	}
+	return true;
+}
+
+/* Tells the balancer how an attempt went; logs a breaker that moved. */
+static void attempt_done(struct kit_request *req, struct kit_upstream *upstream,
+			 struct kit_upstream_instance *instance, bool failed)
+{
+	enum kit_breaker_state state;
+
+	if (kit_balancer_done(upstream, instance, failed, kit_now_ns(), &state))
+		fprintf(stderr, "gateway: request %s: upstream %s instance %s: circuit %s%s\n",
+			req->request_id, upstream->name, instance->url, kit_breaker_state_name(state),
+			state == KIT_BREAKER_OPEN ? " (out of rotation)" : " (back in rotation)");
+}
+
 /* Sends req on through route and answers with what comes back. */
 int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route *route)
 {
 	struct kit_upstream *upstream = route->upstream;
 	const struct kit_split_variant *variant = NULL;
+	struct kit_upstream_instance *instance = NULL;
 	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
 	struct exchange exchange = { .body_limit = (size_t)proxy.config->max_response_bytes };
 	struct attempt attempt = { .thread = thread };
@@ -721,17 +759,14 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	if (thread == NULL)
 		return kit_problem(req, 503, "the gateway could not create an HTTP client");
 
-	/* 2. The URL. */
-	snprintf(url, sizeof(url), "%s%s", upstream->url, route->rewrite);
-	if (!append_encoded_path(url, sizeof(url), req->path_rest != NULL ? req->path_rest : "") ||
-	    (req->query != NULL && strlen(url) + strlen(req->query) + 2 > sizeof(url)))
-		return kit_problem(req, 414, "the URI is too long");
-	if (req->query != NULL) {
-		strcat(url, "?");
-		strcat(url, req->query);
+	/* 2. The URL fits (checked with the longest instance URL: each
+	 *    attempt builds its own, for the instance it goes to). The
+	 *    span's name: few distinct values, as Jaeger wants ("GET
+	 *    /expand/..."), not the raw path. */
+	for (int i = 0; i < upstream->instance_count; i++) {
+		if (!upstream_url(url, sizeof(url), &upstream->instances[i], route, req))
+			return kit_problem(req, 414, "the URI is too long");
 	}
-	/* The span's name: few distinct values, as Jaeger wants ("GET
-	 * /expand/..."), not the raw path. */
 	snprintf(operation, sizeof(operation), "%s %s/...", req->method, route->rewrite);
 
 	/* 3. The body (size-limited); the headers are built per attempt,
@@ -747,7 +782,11 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	if (result != KIT_NEXT)
 		return result;
 
-	/* 4. The exchange, and at most one retry within the same timeout. */
+	/* 4. The exchange: each attempt on the instance the balancer picks.
+	 *    Again, within the same timeout, on another instance when one
+	 *    refused the connection (nothing was sent: safe for any method)
+	 *    or, for idempotent methods, dropped it without an answer; and
+	 *    once on a reused connection the upstream had closed. */
 	curl = handle_get(thread);
 	if (curl == NULL)
 		return kit_problem(req, 503, "the gateway could not create an HTTP client");
@@ -759,6 +798,8 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 		char trace_header[KIT_TRACE_HEADER_MAX];
 		struct kit_span *span;
 
+		instance = kit_balancer_pick(upstream, instance, kit_now_ns());
+		upstream_url(url, sizeof(url), instance, route, req);
 		span = kit_trace_client_start(req, operation, upstream->name, req->method,
 					      url, trace_header);
 		if (variant != NULL) {
@@ -770,6 +811,7 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 		if (result != KIT_NEXT) {
 			/* Refused before anything was sent (431, 400). */
 			kit_trace_client_finish(span, 0);
+			attempt_done(req, upstream, instance, false);
 			handle_put(thread, curl);
 			atomic_fetch_sub(&upstream->pool.in_use, 1);
 			return result;
@@ -809,13 +851,25 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 		kit_trace_client_finish(span, (int)status);
 		curl_slist_free_all(headers);
 
+		bool refused = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST;
 		bool dropped = code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR ||
 			       code == CURLE_RECV_ERROR;
 		/* A refused re-send had already opened its new connection. */
 		bool reused = connects == 0 || resend_refused;
-		if (tries == 0 && dropped && reused && is_idempotent(req->method) &&
-		    route->timeout_ms - (long)((kit_now_ns() - started) / 1000000) > 0)
-			continue; /* the upstream closed an idle connection: once more */
+		bool stale = dropped && reused; /* an idle connection closed: no
+		                                 * fault of the instance's */
+		/* The breaker counts what says the instance is unwell: no
+		 * connection, no answer, too slow, or a gateway-class status
+		 * (502/503/504: it is failing its own upstreams). */
+		attempt_done(req, upstream, instance,
+			     (code != CURLE_OK && !stale && !exchange.too_large) ||
+				     status == 502 || status == 503 || status == 504);
+		bool time_left = route->timeout_ms - (long)((kit_now_ns() - started) / 1000000) > 0;
+		bool another = tries + 1 < upstream->instance_count;
+		if (time_left &&
+		    ((refused && another) ||
+		     (dropped && is_idempotent(req->method) && (another || (tries == 0 && reused)))))
+			continue;
 		break;
 	}
 	handle_put(thread, curl);
@@ -866,11 +920,12 @@ static void add_pool_stats(cJSON *object, const struct kit_pool_stats *pool)
 	cJSON_AddNumberToObject(object, "requests", (double)atomic_load(&pool->requests));
 }
 
-/* /health: the upstream's own /health, through this worker's pool. */
-static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
+/* One instance's own /health, through this thread's pool: NULL when it
+ * answered 200, else what went wrong. */
+static const char *instance_health(struct kit_request *req, struct proxy_thread *thread,
+				   struct kit_upstream *upstream,
+				   const struct kit_upstream_instance *instance)
 {
-	struct kit_upstream *upstream = arg;
-	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
 	struct exchange exchange = { .body_limit = 65536 };
 	struct attempt attempt = { .thread = thread, .upstream = upstream };
 	CURL *curl = thread != NULL ? handle_get(thread) : NULL;
@@ -878,9 +933,8 @@ static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
 	long status = 0;
 	CURLcode code = CURLE_FAILED_INIT;
 
-	cJSON_AddStringToObject(check, "url", upstream->url);
 	if (curl != NULL) {
-		snprintf(url, sizeof(url), "%s/health", upstream->url);
+		snprintf(url, sizeof(url), "%s/health", instance->url);
 		prepare(curl, &attempt, req, url, NULL, &exchange, 1000);
 		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
 		code = kit_http_perform(curl);
@@ -889,10 +943,46 @@ static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
 	}
 	free(exchange.body);
 	free(exchange.headers);
+	if (code != CURLE_OK)
+		return curl_easy_strerror(code);
+	return status == 200 ? NULL : "its /health did not answer 200";
+}
+
+/* /health/details: each instance's /health and breaker, and the pool.
+ * Healthy while one instance is: the balancer sends around the others. */
+static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
+{
+	struct kit_upstream *upstream = arg;
+	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
+	cJSON *instances = cJSON_AddArrayToObject(check, "instances");
+	const char *problem = NULL;
+	int up = 0;
+
+	for (int i = 0; i < upstream->instance_count; i++) {
+		const struct kit_upstream_instance *instance = &upstream->instances[i];
+		const char *detail = instance_health(req, thread, upstream, instance);
+		cJSON *entry = cJSON_CreateObject();
+
+		if (entry == NULL)
+			continue;
+		cJSON_AddStringToObject(entry, "url", instance->url);
+		cJSON_AddBoolToObject(entry, "healthy", detail == NULL);
+		if (detail != NULL) {
+			cJSON_AddStringToObject(entry, "detail", detail);
+			problem = detail;
+		} else {
+			up++;
+		}
+		cJSON_AddStringToObject(entry, "circuit",
+					kit_breaker_state_name(atomic_load(&instance->state)));
+		cJSON_AddNumberToObject(entry, "consecutive_failures",
+					(double)atomic_load(&instance->consecutive_failures));
+		cJSON_AddNumberToObject(entry, "in_flight", (double)atomic_load(&instance->in_flight));
+		cJSON_AddItemToArray(instances, entry);
+	}
 	add_pool_stats(cJSON_AddObjectToObject(check, "pool"), &upstream->pool);
-	if (code != CURLE_OK || status != 200) {
-		cJSON_AddStringToObject(check, "detail", code != CURLE_OK
-					? curl_easy_strerror(code) : "its /health did not answer 200");
+	if (up == 0) {
+		cJSON_AddStringToObject(check, "detail", problem != NULL ? problem : "no instance");
 		return false;
 	}
 	return true;
@@ -916,12 +1006,28 @@ static void collect_pool_metrics(void *arg)
 			       (double)in_use);
 		kit_metric_set(proxy.connections, (const char *[]){ upstream->name, "idle" },
 			       (double)(open - in_use > 0 ? open - in_use : 0));
+		for (int j = 0; j < upstream->instance_count; j++) {
+			const struct kit_upstream_instance *instance = &upstream->instances[j];
+			const char *labels[] = { upstream->name, instance->url };
+
+			kit_metric_set(proxy.instance_state, labels,
+				       (double)atomic_load(&instance->state));
+			kit_metric_set(proxy.instance_in_flight, labels,
+				       (double)atomic_load(&instance->in_flight));
+			kit_metric_set(proxy.instance_requests, labels,
+				       (double)atomic_load(&instance->requests));
+			kit_metric_set(proxy.instance_failures, labels,
+				       (double)atomic_load(&instance->failures));
+			kit_metric_set(proxy.instance_ejections, labels,
+				       (double)atomic_load(&instance->ejections));
+		}
 	}
 }
 
 void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 {
 	static const char *const upstream_label[] = { "upstream", NULL };
+	static const char *const instance_labels[] = { "upstream", "instance", NULL };
 
 	if (config == NULL)
 		return; /* kit_gateway_config_load has already failed start-up */
@@ -958,6 +1064,20 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 	proxy.split_requests = kit_metric_register(KIT_COUNTER, "gateway_split_requests_total",
 		"Requests a split route sent to each of its variants.",
 		(const char *const[]){ "split", "variant", NULL }, NULL, 0);
+	proxy.instance_state = kit_metric_register(KIT_GAUGE, "gateway_upstream_instance_circuit_state",
+		"An upstream instance's circuit breaker: 0 closed (in rotation), 1 half open (a probe is out), 2 open (out of rotation).",
+		instance_labels, NULL, 0);
+	proxy.instance_in_flight = kit_metric_register(KIT_GAUGE, "gateway_upstream_instance_in_flight",
+		"Attempts on the wire to an upstream instance.", instance_labels, NULL, 0);
+	proxy.instance_requests = kit_metric_register(KIT_COUNTER, "gateway_upstream_instance_requests_total",
+		"Attempts sent to an upstream instance (a retry counts on the instance it went to).",
+		instance_labels, NULL, 0);
+	proxy.instance_failures = kit_metric_register(KIT_COUNTER, "gateway_upstream_instance_failures_total",
+		"Attempts to an upstream instance that failed: no connection, no answer, timed out, or 502/503/504.",
+		instance_labels, NULL, 0);
+	proxy.instance_ejections = kit_metric_register(KIT_COUNTER, "gateway_upstream_instance_ejections_total",
+		"Times an upstream instance's circuit breaker opened (took it out of rotation).",
+		instance_labels, NULL, 0);
 	kit_metrics_on_render(collect_pool_metrics, config);
 
 	for (int i = 0; i < config->upstream_count; i++)
@@ -972,6 +1092,7 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 			.handler = proxy_handler,
 			.access = route->access,
 			.rate_limit = route->rate_limit,
+			.cache = route->cached ? &route->cache : NULL,
 			.data = (void *)route,
 			.loop_safe = true, /* it waits in kit_http_perform only */
 		});

@@ -104,19 +104,12 @@ static void pipe_destroy(void *resource)
 	kit_redis_pipe_free(resource);
 }
 
-/* One command; a failure on a connection that had answered before (Redis
- * may have restarted since) is retried once on a new one, or every
- * thread's first request after a restart would fail and Redis would seem
- * down for seconds. NULL when Redis cannot be reached. */
+/* One command (kit_redis_pipe_call: once more after a Redis restart).
+ * NULL when Redis cannot be reached. */
 static redisReply *command(struct kit_redis_pipe *pipe, int argc, const char **argv,
 			   const size_t *argv_len)
 {
-	bool stale;
-	redisReply *reply = kit_redis_pipe_command(pipe, argc, argv, argv_len, &stale);
-
-	if (reply == NULL && stale)
-		reply = kit_redis_pipe_command(pipe, argc, argv, argv_len, &stale);
-	return reply;
+	return kit_redis_pipe_call(pipe, argc, argv, argv_len);
 }
 
 /* Counts one hit on key: EVALSHA (EVAL the first time a Redis sees the

@@ -380,3 +380,14 @@ redisReply *kit_redis_pipe_command(struct kit_redis_pipe *pipe, int argc,
 		*stale = replies_before > 0;
 	return call.reply;
 }
+
+redisReply *kit_redis_pipe_call(struct kit_redis_pipe *pipe, int argc, const char **argv,
+				const size_t *argvlen)
+{
+	bool stale = false;
+	redisReply *reply = kit_redis_pipe_command(pipe, argc, argv, argvlen, &stale);
+
+	if (reply == NULL && stale)
+		reply = kit_redis_pipe_command(pipe, argc, argv, argvlen, &stale);
+	return reply;
+}
