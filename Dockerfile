@@ -8,6 +8,7 @@
 #   users             users              8083  phase2, phase3
 #   url-shortener     url-shortener      8081  phase2; phase3 three times (v1, v2, v2's canary)
 #   analytics         analytics          8082  phase2, phase3
+#   notifications     notifications      8087  phase2, phase3
 #   gateway           gateway            3000  phase2
 #   gateway-advanced  gateway-advanced   3000  phase3 three times (api-gateway-1..3)
 #
@@ -61,7 +62,7 @@ COPY phase1-monolith/main.c phase1-monolith/
 COPY phase2-gateway/main.c phase2-gateway/
 COPY phase3-advanced/main.c phase3-advanced/
 RUN make -j"$(nproc)" build/bin/monolith build/bin/gateway build/bin/gateway-advanced \
-      build/bin/users build/bin/url-shortener build/bin/analytics
+      build/bin/users build/bin/url-shortener build/bin/analytics build/bin/notifications
 
 # --- runtime: what every program's image shares ---------------------------
 FROM debian:12-slim AS runtime
@@ -115,8 +116,14 @@ ENV PORT=8082
 EXPOSE 8082
 CMD ["/usr/local/bin/analytics"]
 
+FROM runtime AS notifications
+COPY --from=build /src/build/bin/notifications /usr/local/bin/notifications
+ENV PORT=8087
+EXPOSE 8087
+CMD ["/usr/local/bin/notifications"]
+
 # The route file's upstream URLs are loopback ports for native runs; compose
-# overrides them (USERS_URL, URL_SHORTENER_URL, ANALYTICS_URL) with the
+# overrides them (USERS_URL, URL_SHORTENER_URL, ANALYTICS_URL, NOTIFICATIONS_URL) with the
 # services' names.
 FROM runtime AS gateway
 COPY --from=build /src/build/bin/gateway /usr/local/bin/gateway

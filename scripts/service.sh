@@ -10,9 +10,9 @@
 #   scripts/service.sh status [NAME]  running (pid, port), paused or stopped
 #
 # NAME is a process of the phase `make up` started: redis, monolith (Phase
-# 1); users, analytics, url-shortener, gateway (Phase 2); url-shortener-b,
-# url-shortener-v2, url-shortener-v2-canary, api-gateway-1..3, nginx,
-# jaeger-sink (Phase 3).
+# 1); users, analytics, url-shortener, notifications, gateway (Phase 2);
+# url-shortener-b, url-shortener-v2, url-shortener-v2-canary,
+# api-gateway-1..3, nginx, jaeger-sink (Phase 3).
 #
 # Why not `build/bin/url-shortener &` by hand? A process started that way
 # has no pid file: `make down` cannot see it, it keeps its port, and the

@@ -11,6 +11,8 @@
 #   url-shortener 127.0.0.1:$URL_SHORTENER_PORT (8081)
 #   analytics     127.0.0.1:$ANALYTICS_PORT (8082)
 #   users         127.0.0.1:$USERS_PORT (8083)
+#   notifications 127.0.0.1:$NOTIFICATIONS_PORT (8087): told by analytics
+#                 when a link passes 10, 100, 1000 clicks
 #   gateway       127.0.0.1:$GATEWAY_PORT (3000), routes from
 #                 phase2-gateway/gateway.json (GATEWAY_CONFIG to use another)
 #   prometheus    127.0.0.1:$PROMETHEUS_PORT (9190), scraping the gateway and
@@ -169,15 +171,17 @@ case $PHASE in
 	cat <<EOF
 Phase 2 is up: the gateway on $URL in front of
   users on 127.0.0.1:$USERS_PORT, url-shortener on 127.0.0.1:$URL_SHORTENER_PORT,
-  analytics on 127.0.0.1:$ANALYTICS_PORT, Redis on 127.0.0.1:$REDIS_PORT.
-Logs: $RUN_SHOWN/{gateway,users,url-shortener,analytics,redis}.log.
+  analytics on 127.0.0.1:$ANALYTICS_PORT, notifications on 127.0.0.1:$NOTIFICATIONS_PORT,
+  Redis on 127.0.0.1:$REDIS_PORT.
+Logs: $RUN_SHOWN/{gateway,users,url-shortener,analytics,notifications,redis}.log.
 EOF
 	;;
 3)
 	cat <<EOF
 Phase 3 is up: nginx on $URL in front of three gateways
   (api-gateway-1..3 on 127.0.0.1:${GATEWAY3_PORT_LIST[0]}, :${GATEWAY3_PORT_LIST[1]}, :${GATEWAY3_PORT_LIST[2]}), in front of
-  users :$USERS_PORT, analytics :$ANALYTICS_PORT, url-shortener (API v1) :$URL_SHORTENER_PORT
+  users :$USERS_PORT, analytics :$ANALYTICS_PORT, notifications :$NOTIFICATIONS_PORT,
+  url-shortener (API v1) :$URL_SHORTENER_PORT
   and its second instance url-shortener-b :$URL_SHORTENER_B_PORT (the gateways balance between them),
   url-shortener-v2 :$URL_SHORTENER_V2_PORT and its canary :$URL_SHORTENER_V2_CANARY_PORT; Redis on 127.0.0.1:$REDIS_PORT.
 Traces go $TRACES_GO_TO

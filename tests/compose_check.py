@@ -45,7 +45,7 @@ import tempfile
 
 import yaml
 
-# The kit's six programs (each a Dockerfile target): the program's main.c,
+# The kit's seven programs (each a Dockerfile target): the program's main.c,
 # and the directories of the service code it runs, to read what it needs.
 PROGRAMS = {
     "monolith": ("phase1-monolith/main.c", ["services"]),
@@ -54,11 +54,14 @@ PROGRAMS = {
     "users": ("services/users/main.c", ["services/users"]),
     "url-shortener": ("services/url-shortener/main.c", ["services/url-shortener"]),
     "analytics": ("services/analytics/main.c", ["services/analytics"]),
+    "notifications": ("services/notifications/main.c", ["services/notifications"]),
 }
 PHASES = {
     "phase1": {"redis", "monolith"},
-    "phase2": {"redis", "users", "url-shortener", "analytics", "gateway", "prometheus-phase2"},
-    "phase3": {"redis", "phase3-users", "phase3-analytics", "url-shortener-v1", "url-shortener-v1-b",
+    "phase2": {"redis", "users", "url-shortener", "analytics", "notifications", "gateway",
+               "prometheus-phase2"},
+    "phase3": {"redis", "phase3-users", "phase3-analytics", "phase3-notifications",
+               "url-shortener-v1", "url-shortener-v1-b",
                "url-shortener-v2", "url-shortener-v2-canary", "api-gateway-1",
                "api-gateway-2", "api-gateway-3", "nginx", "jaeger", "prometheus-phase3"},
 }

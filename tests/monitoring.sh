@@ -33,8 +33,8 @@ echo "$OUT" | grep -v '^$' | sed 's/^/#   /' | head -n 20
 section "the configs"
 for phase in 2 3; do
 	case $phase in
-	2) targets=(gateway=3000 users=8083 analytics=8082 url-shortener=8081) ;;
-	3) targets=(users=8083 analytics=8082 url-shortener=8081 url-shortener-b=8086 url-shortener-v2=8084
+	2) targets=(gateway=3000 users=8083 analytics=8082 notifications=8087 url-shortener=8081) ;;
+	3) targets=(users=8083 analytics=8082 notifications=8087 url-shortener=8081 url-shortener-b=8086 url-shortener-v2=8084
 		url-shortener-v2-canary=8085 api-gateway-1=3001 api-gateway-2=3002 api-gateway-3=3003) ;;
 	esac
 	conf="$TEST_DIR/native-phase$phase.yml"

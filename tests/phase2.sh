@@ -41,6 +41,7 @@ GATEWAY="$BIN_DIR/gateway"
 USERS="$BIN_DIR/users"
 URL_SHORTENER="$BIN_DIR/url-shortener"
 ANALYTICS="$BIN_DIR/analytics"
+NOTIFICATIONS="$BIN_DIR/notifications"
 
 echo "# Phase 2 black-box tests against $BIN_DIR/{gateway,users,url-shortener,analytics}"
 echo "# scratch directory: $TEST_DIR"
@@ -54,7 +55,8 @@ have_tool() {
 for tool in curl jq redis-server redis-cli openssl promtool xargs timeout sha256sum /usr/bin/python3; do
 	check_true "$tool is installed" have_tool "$tool"
 done
-require_binaries "the Phase 2 binaries exist" "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS"
+require_binaries "the Phase 2 binaries exist" "$GATEWAY" "$USERS" "$URL_SHORTENER" "$ANALYTICS" \
+	"$NOTIFICATIONS"
 
 # ---------------------------------------------------------------------------
 # Start-up.
@@ -70,6 +72,7 @@ LIMITS_REDIS_PORT=$(free_port)
 USERS_PORT=$(free_port)
 URL_SHORTENER_PORT=$(free_port)
 ANALYTICS_PORT=$(free_port)
+NOTIFICATIONS_PORT=$(free_port)
 G1_PORT=$(free_port)
 G2_PORT=$(free_port)
 G3_PORT=$(free_port)
@@ -97,7 +100,14 @@ URL_SHORTENER_ENV=(
 	PUBLIC_BASE_URL="$G1"
 	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT"
 )
+# Milestones at 3 and 5 clicks (the shipped 10, 100, 1000 would take a
+# while): analytics tells the link's owner through notifications.
 ANALYTICS_ENV=(
+	REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0"
+	NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT"
+	CLICK_MILESTONES=3,5
+)
+NOTIFICATIONS_ENV=(
 	REDIS_URL="redis://127.0.0.1:$DATA_REDIS_PORT/0"
 )
 
@@ -129,6 +139,7 @@ GATEWAY_ENV=(
 	USERS_URL="http://127.0.0.1:$USERS_PORT"
 	URL_SHORTENER_URL="http://127.0.0.1:$URL_SHORTENER_PORT"
 	ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT"
+	NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT"
 	REDIS_URL="redis://127.0.0.1:$LIMITS_REDIS_PORT/0"
 	# The limiter gives Redis 50 ms by default; a busy machine (tests run
 	# side by side) can be slower, and the sections that count exactly
@@ -153,6 +164,10 @@ must_start "rate-limit redis-server answers PING on port $LIMITS_REDIS_PORT" \
 LIMITS_REDIS_PID=$REDIS_PID
 
 step "services"
+must_start "notifications is healthy on port $NOTIFICATIONS_PORT" \
+	start_service notifications "$NOTIFICATIONS" "$TEST_DIR/notifications" "$NOTIFICATIONS_PORT" \
+	"${NOTIFICATIONS_ENV[@]}"
+NOTIFICATIONS_PID=$SERVICE_PID
 must_start "users is healthy on port $USERS_PORT" \
 	start_service users "$USERS" "$TEST_DIR/users" "$USERS_PORT" "${USERS_ENV[@]}"
 USERS_PID=$SERVICE_PID
@@ -1459,6 +1474,88 @@ else
 fi
 
 # ---------------------------------------------------------------------------
+section "notifications: a link passes 3 and 5 clicks, and its owner is told"
+# The fourth service. analytics (CLICK_MILESTONES=3,5 here) posts to
+# notifications' /internal/notifications when a click takes a link past a
+# milestone; alice reads hers through the gateway. The id names the event
+# ("<code>-clicks-3"), so sending it twice stores it once; while
+# notifications is down, the next click sends it again.
+# ---------------------------------------------------------------------------
+# notified_of ID [TOKEN]: GET /api/v1/notifications has ID.
+notified_of() {
+	http GET "$G1/api/v1/notifications" '' -H "Authorization: Bearer ${2:-$ALICE_TOKEN}"
+	jq -e --arg id "$1" 'any(.notifications[]; .id == $id)' <<<"$HTTP_BODY" >/dev/null 2>&1
+}
+# click_n N CODE: N redirects through G1.
+click_n() {
+	local i
+	for i in $(seq 1 "$1"); do
+		curl -s -o /dev/null "$G1/r/$2"
+	done
+}
+step "alice shortens a link and it is clicked twice: nothing yet"
+http POST "$G1/api/v1/shorten" '{"url":"https://example.com/notify-me"}' -H "$AUTH"
+expect_status 201
+NCODE=$(jq -r '.code // "missing"' <<<"$HTTP_BODY")
+click_n 2 "$NCODE"
+http GET "$G1/api/v1/notifications" '' -H "$AUTH"
+expect_status 200
+expect_jq "no notification about $NCODE" "[.notifications[] | select(.link == \"$NCODE\")] == []"
+
+step "notifications goes down; the third click passes 3"
+stop_pid "$NOTIFICATIONS_PID"
+click_n 1 "$NCODE"
+if poll_until 10 grep -q "notifying alice of $NCODE-clicks-3" "$TEST_DIR"/analytics*.err; then
+	pass "analytics says it could not notify, and will send again"
+else
+	fail "analytics says it could not notify" "no such line in $TEST_DIR/analytics*.err"
+fi
+
+step "notifications is back; the fourth click sends the missed one"
+must_start "notifications is healthy again" \
+	start_service notifications "$NOTIFICATIONS" "$TEST_DIR/notifications-2" "$NOTIFICATIONS_PORT" \
+	"${NOTIFICATIONS_ENV[@]}"
+NOTIFICATIONS_PID=$SERVICE_PID
+click_n 1 "$NCODE"
+check_true "alice has \"$NCODE passed 3 clicks\" (within 10 s)" poll_until 10 notified_of "$NCODE-clicks-3"
+expect_jq "its fields" "[.notifications[] | select(.id == \"$NCODE-clicks-3\")][0]
+	| .kind == \"link_clicks\" and .link == \"$NCODE\" and (.text | test(\"passed 3 clicks\"))
+	and (.at | test(\"^[0-9]{4}-[0-9]{2}-[0-9]{2}T\"))"
+
+step "the fifth click passes 5"
+click_n 1 "$NCODE"
+check_true "alice has \"$NCODE passed 5 clicks\" (within 10 s)" poll_until 10 notified_of "$NCODE-clicks-5"
+expect_jq "newest first, each once" \
+	"[.notifications[] | select(.link == \"$NCODE\") | .id] == [\"$NCODE-clicks-5\", \"$NCODE-clicks-3\"]"
+http GET "$G1/api/v1/notifications" '' -H "Authorization: Bearer $BOB_TOKEN"
+expect_status 200
+expect_jq "bob has none of alice's" "[.notifications[] | select(.link == \"$NCODE\")] == []"
+
+step "POST /internal/notifications: for services, not through the gateway"
+NOTIFY="http://127.0.0.1:$NOTIFICATIONS_PORT/internal/notifications"
+http POST "$NOTIFY" "{\"id\":\"$NCODE-clicks-5\",\"user\":\"alice\",\"kind\":\"link_clicks\",\"text\":\"again\"}"
+expect_status 200
+expect_json '.stored_before' true
+notified_of "$NCODE-clicks-5"
+expect_jq "sent twice, stored once (the first text kept)" \
+	"[.notifications[] | select(.id == \"$NCODE-clicks-5\")] | length == 1 and (.[0].text | test(\"passed 5\"))"
+for bad in '{"id":"a b","user":"alice","kind":"k","text":"t"}' \
+	'{"id":"x1","user":"Alice!","kind":"k","text":"t"}' \
+	'{"id":"x1","user":"alice","kind":"Kind","text":"t"}' \
+	'{"id":"x1","user":"alice","kind":"k","text":""}' \
+	'{"id":"x1","user":"alice","kind":"k","text":"bell\u0007"}' \
+	'{"id":"x1","user":"alice","kind":"k","text":"t","link":"no/slash"}' \
+	'{"id":"x1","user":"alice","kind":"k","text":"t","at":-1}' \
+	'{"user":"alice","kind":"k","text":"t"}'; do
+	http POST "$NOTIFY" "$bad"
+	check_eq "400 for $bad" 400 "$HTTP_STATUS"
+done
+http POST "$G1/internal/notifications" '{"id":"x1","user":"alice","kind":"k","text":"t"}' -H "$AUTH"
+expect_problem 404
+http GET "$G1/api/v1/notifications"
+expect_problem 401
+
+# ---------------------------------------------------------------------------
 section "the response cache: repeated reads from Redis, never one user's for another"
 # A route opts in with "cache" in gateway.json (kit/cache.h): /users/me in
 # the shipped file, /cached and /cached-auth on G6 here, in front of the
@@ -1667,7 +1764,8 @@ section "clean stop, and sanitizers"
 # ---------------------------------------------------------------------------
 step "SIGTERM"
 declare -A SERVER_NAMES=([$G1_PID]="gateway G1" [$G2_PID]="gateway G2" [$G3_PID]="gateway G3"
-	[$G4_PID]="gateway G4" [$G5_PID]="gateway G5" [$G6_PID]="gateway G6" [$FIXTURE_PID]="upstream fixture" [$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics)
+	[$G4_PID]="gateway G4" [$G5_PID]="gateway G5" [$G6_PID]="gateway G6" [$FIXTURE_PID]="upstream fixture" [$USERS_PID]=users [$URL_SHORTENER_PID]=url-shortener [$ANALYTICS_PID]=analytics
+	[$NOTIFICATIONS_PID]=notifications)
 check_clean_stop
 
 finish

@@ -254,7 +254,7 @@ CODE=$(shorten "$G/api/v1" "$TOKEN" https://example.com/workshop-2)
 check_match "a link" '^[A-Za-z0-9_-]+$' "$CODE"
 
 step "Prometheus watches the gateway and each service"
-check_scraped analytics gateway url-shortener users
+check_scraped analytics gateway notifications url-shortener users
 http GET "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules"
 expect_json '[.data.groups[].name] | sort | join(" ")' "kit-alerts kit-per-instance"
 
@@ -302,6 +302,9 @@ check_eq "then: HIT" HIT "$(x_cache "$G/api/v1/users/me" -H "$AUTH")"
 check_match "the entry is in the run's Redis, with the service's 30 s" '^([1-9]|[12][0-9]|30)$' \
 	"$(redis-cli -p "$REDIS_PORT" TTL "$(redis-cli -p "$REDIS_PORT" --scan --pattern 'cache:u:*' | head -n 1)")"
 
+step "2.12 GET /api/v1/notifications: the fourth service, through the gateway"
+check_true "answers 200 with a list" answers 200 "$G/api/v1/notifications" -H "$AUTH"
+
 step "2.8 SERVER_CORE=threads service.sh restart gateway"
 LOOP_THREADS_NOW=$(ps -o nlwp= -p "$(pid_of gateway)" | tr -d ' ')
 SERVER_CORE=threads kit service restart gateway
@@ -322,7 +325,7 @@ check_match "and says to stop first" 'make down' "$KIT_OUT"
 step "a name the phase does not have"
 kit service stop api-gateway-2
 check_eq "service.sh exits 2" 2 "$KIT_STATUS"
-check_match "and lists the names it has" 'url-shortener, gateway' "$KIT_OUT"
+check_match "and lists the names it has" 'url-shortener, notifications, gateway' "$KIT_OUT"
 
 step "make down, with url-shortener paused"
 kit service pause url-shortener
@@ -346,7 +349,7 @@ check_true "Phase 2's token is still good through nginx" \
 	answers 200 "$N/api/v1/users/me" -H "$AUTH"
 
 step "Prometheus watches each of the three gateways, not nginx"
-check_scraped analytics api-gateway-1 api-gateway-2 api-gateway-3 url-shortener \
+check_scraped analytics api-gateway-1 api-gateway-2 api-gateway-3 notifications url-shortener \
 	url-shortener-b url-shortener-v2 url-shortener-v2-canary users
 
 step "3.8 service.sh stop url-shortener-b: the gateway goes round it"
@@ -355,12 +358,11 @@ G31="http://127.0.0.1:${GATEWAY3_PORT_LIST[0]}"
 # INSTANCE" line each (the url-shortener's X-Instance). Each request comes
 # as another client (the gateways believe X-Forwarded-For from 127.0.0.1,
 # as from nginx), or the anonymous limit (30 a minute) would end the step.
-CLIENTS=0
+# (A random address: a counter would not survive the $(...) subshell.)
 shortener_answers() {
 	local i
 	for i in $(seq 1 "$1"); do
-		CLIENTS=$((CLIENTS + 1))
-		curl -s -o /dev/null -D - -H "X-Forwarded-For: 10.38.$((CLIENTS / 250)).$((CLIENTS % 250 + 1))" \
+		curl -s -o /dev/null -D - -H "X-Forwarded-For: 10.38.$((RANDOM % 250)).$((RANDOM % 250 + 1))" \
 			"$G31/api/v1/expand/$CODE" | tr -d '\r' |
 			awk 'NR == 1 { status = $2 } tolower($1) == "x-instance:" && $2 ~ /^url-shortener/ { who = $2 }
 				END { print status " " who }'

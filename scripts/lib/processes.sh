@@ -53,6 +53,7 @@ kit_settings() {
 	URL_SHORTENER_PORT=${URL_SHORTENER_PORT:-8081}
 	ANALYTICS_PORT=${ANALYTICS_PORT:-8082}
 	USERS_PORT=${USERS_PORT:-8083}
+	NOTIFICATIONS_PORT=${NOTIFICATIONS_PORT:-8087}
 	URL_SHORTENER_V2_PORT=${URL_SHORTENER_V2_PORT:-8084}            # Phase 3
 	URL_SHORTENER_V2_CANARY_PORT=${URL_SHORTENER_V2_CANARY_PORT:-8085}
 	URL_SHORTENER_B_PORT=${URL_SHORTENER_B_PORT:-8086}              # v1's second instance
@@ -95,9 +96,9 @@ require_phase() {
 phase_waves() {
 	case $1 in
 	1) printf '%s\n' redis monolith ;;
-	2) printf '%s\n' redis "users analytics url-shortener" gateway prometheus ;;
+	2) printf '%s\n' redis "users analytics url-shortener notifications" gateway prometheus ;;
 	3) printf '%s\n' redis jaeger-sink \
-		"users analytics url-shortener url-shortener-b url-shortener-v2 url-shortener-v2-canary" \
+		"users analytics notifications url-shortener url-shortener-b url-shortener-v2 url-shortener-v2-canary" \
 		"api-gateway-1 api-gateway-2 api-gateway-3" nginx prometheus ;;
 	*) return 1 ;;
 	esac
@@ -117,6 +118,7 @@ process_ports() {
 	gateway) echo "tcp $GATEWAY_PORT" ;;
 	users) echo "tcp $USERS_PORT" ;;
 	analytics) echo "tcp $ANALYTICS_PORT" ;;
+	notifications) echo "tcp $NOTIFICATIONS_PORT" ;;
 	url-shortener) echo "tcp $URL_SHORTENER_PORT" ;;
 	url-shortener-v2) echo "tcp $URL_SHORTENER_V2_PORT" ;;
 	url-shortener-v2-canary) echo "tcp $URL_SHORTENER_V2_CANARY_PORT" ;;
@@ -138,6 +140,7 @@ process_port_var() {
 	gateway) echo GATEWAY_PORT ;;
 	users) echo USERS_PORT ;;
 	analytics) echo ANALYTICS_PORT ;;
+	notifications) echo NOTIFICATIONS_PORT ;;
 	url-shortener) echo URL_SHORTENER_PORT ;;
 	url-shortener-v2) echo URL_SHORTENER_V2_PORT ;;
 	url-shortener-v2-canary) echo URL_SHORTENER_V2_CANARY_PORT ;;
@@ -248,7 +251,7 @@ kit_name_of_pid() {
 # names (in backquotes, in capitals) that is set in the environment. The
 # JWT secret is never written there: only where it came from, and its
 # SHA-256, so that service.sh can tell a different one apart.
-KIT_RUN_VARS=(KIT_PHASE REDIS_PORT PORT GATEWAY_PORT URL_SHORTENER_PORT ANALYTICS_PORT
+KIT_RUN_VARS=(KIT_PHASE REDIS_PORT PORT GATEWAY_PORT URL_SHORTENER_PORT ANALYTICS_PORT NOTIFICATIONS_PORT
 	USERS_PORT URL_SHORTENER_V2_PORT URL_SHORTENER_V2_CANARY_PORT URL_SHORTENER_B_PORT GATEWAY3_PORTS NGINX_PORT
 	JAEGER_AGENT_PORT SINK_UDP_COMPACT_PORT SINK_HTTP_PORT BIN_DIR MONOLITH
 	JWT_SECRET_FROM JWT_SECRET_SHA256)
@@ -383,8 +386,13 @@ start_process() {
 	users)
 		launch users "$BIN_DIR/users" "$USERS_PORT" "${trace[@]}" "${ids[@]}" \
 			REDIS_URL="$REDIS_URL_OF_RUN" JWT_SECRET="${KIT_JWT_SECRET:?}" ;;
+	# analytics tells a link's owner, through notifications, when the link
+	# passes 10, 100 and 1000 clicks.
 	analytics)
 		launch analytics "$BIN_DIR/analytics" "$ANALYTICS_PORT" "${trace[@]}" "${ids[@]}" \
+			REDIS_URL="$REDIS_URL_OF_RUN" NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT" ;;
+	notifications)
+		launch notifications "$BIN_DIR/notifications" "$NOTIFICATIONS_PORT" "${trace[@]}" "${ids[@]}" \
 			REDIS_URL="$REDIS_URL_OF_RUN" ;;
 	# One url-shortener binary runs four times in Phase 3: API v1 as two
 	# instances the gateways balance between (url-shortener-b the second),
@@ -410,7 +418,8 @@ start_process() {
 			REDIS_URL="$REDIS_URL_OF_RUN" JWT_SECRET="${KIT_JWT_SECRET:?}" \
 			USERS_URL="http://127.0.0.1:$USERS_PORT" \
 			URL_SHORTENER_URL="http://127.0.0.1:$URL_SHORTENER_PORT" \
-			ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" ;;
+			ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" \
+			NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT" ;;
 	# Three identical gateways: only the port and INSTANCE_ID differ. They
 	# count rate limits in the one Redis, and believe X-Forwarded-For from
 	# nginx (127.0.0.1) only, so per-IP limits see the client, not nginx.
@@ -421,6 +430,7 @@ start_process() {
 			REDIS_URL="$REDIS_URL_OF_RUN" JWT_SECRET="${KIT_JWT_SECRET:?}" \
 			USERS_URL="http://127.0.0.1:$USERS_PORT" \
 			ANALYTICS_URL="http://127.0.0.1:$ANALYTICS_PORT" \
+			NOTIFICATIONS_URL="http://127.0.0.1:$NOTIFICATIONS_PORT" \
 			URL_SHORTENER_V1_URL="http://127.0.0.1:$URL_SHORTENER_PORT,http://127.0.0.1:$URL_SHORTENER_B_PORT" \
 			URL_SHORTENER_V2_URL="http://127.0.0.1:$URL_SHORTENER_V2_PORT" \
 			URL_SHORTENER_V2_CANARY_URL="http://127.0.0.1:$URL_SHORTENER_V2_CANARY_PORT" ;;

@@ -476,12 +476,17 @@ static int analytics_internal_click(struct kit_request *req)
 	store = kit_request_store(req);
 	if (analytics_store_click(store, code, referrer, user_agent, at) != 0)
 		return kit_problem_store(req, store);
-	return kit_respond_empty(req, 204);
+	status = kit_respond_empty(req, 204);
+	/* 3. After the answer: has the link passed a milestone? */
+	analytics_milestones_check(req, store, code);
+	return status;
 }
 
 void analytics_mount_internal(struct kit_app *app)
 {
 	kit_app_use_store(app);
+	if (analytics_milestones_init(app) != 0)
+		return;
 	/* KIT_PUBLIC: no identity needed, because the caller is a service,
 	 * not a user; what keeps clients out is the network (the gateway has
 	 * no route here, and the service listens on loopback / an internal

@@ -41,6 +41,16 @@ void analytics_mount(struct kit_app *app);
  * because the gateway has no route to /internal. */
 void analytics_mount_internal(struct kit_app *app);
 
+/* Milestones (milestones.c): after a click is stored, tells the link's
+ * owner through the notifications service (NOTIFICATIONS_URL) when the
+ * link has passed one of CLICK_MILESTONES. init fails start-up (and
+ * returns -1) on a bad setting. analytics_milestone_reached() is the
+ * largest milestone at or below total, 0 for none. */
+int analytics_milestones_init(struct kit_app *app);
+void analytics_milestones_check(struct kit_request *req, struct kit_store *store,
+				const char *code);
+long analytics_milestone_reached(long long total);
+
 /* The storage side, shared by analytics_in_process and (Phase 2) the
  * service's own HTTP endpoint. Return 0 or -1 (store error). */
 int analytics_store_link(struct kit_store *store, const char *code,

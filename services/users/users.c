@@ -33,6 +33,7 @@
 #include <cjson/cJSON.h>
 
 #include "kit/kit.h"
+#include "kit/text.h"
 #include "users/password.h"
 #include "users/users.h"
 
@@ -444,17 +445,7 @@ out:
  * (it is shown in pages and logs; UTF-8 beyond that is the client's). */
 static bool users_display_name_is_valid(const char *name)
 {
-	size_t len = strnlen(name, USERS_DISPLAY_NAME_MAX + 1);
-
-	if (len == 0 || len > USERS_DISPLAY_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)name[i];
-
-		if (c < 0x20 || c == 0x7f)
-			return false;
-	}
-	return true;
+	return kit_text_is_displayable(name, USERS_DISPLAY_NAME_MAX);
 }
 
 static int users_update_me(struct kit_request *req)

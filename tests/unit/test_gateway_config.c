@@ -176,6 +176,7 @@ static void unset_shipped_env(void)
 	unsetenv("USERS_URL");
 	unsetenv("URL_SHORTENER_URL");
 	unsetenv("ANALYTICS_URL");
+	unsetenv("NOTIFICATIONS_URL");
 }
 
 static void test_shipped_file_upstreams_and_pool(void **state)
@@ -185,7 +186,9 @@ static void test_shipped_file_upstreams_and_pool(void **state)
 	struct kit_gateway_config *config = parse_ok_as(SHIPPED, text);
 
 	assert_string_equal(config->path, SHIPPED);
-	assert_int_equal(config->upstream_count, 3);
+	assert_int_equal(config->upstream_count, 4);
+	assert_string_equal(find_upstream(config, "notifications")->instances[0].url,
+			    "http://127.0.0.1:8087");
 	assert_string_equal(find_upstream(config, "users")->instances[0].url,
 			    "http://127.0.0.1:8083");
 	assert_string_equal(find_upstream(config, "url-shortener")->instances[0].url,
@@ -228,14 +231,16 @@ static void test_shipped_file_routes(void **state)
 		  "url-shortener", KIT_PUBLIC, false, 2000 },
 		{ "/api/v1/analytics", "/api/v1/analytics/...", "/analytics",
 		  "analytics", KIT_AUTHENTICATED, false, 2000 },
+		{ "/api/v1/notifications", "/api/v1/notifications/...", "/notifications",
+		  "notifications", KIT_AUTHENTICATED, false, 2000 },
 		{ "/r", "/r/...", "/r", "url-shortener", KIT_PUBLIC, false, 2000 },
 	};
 	unset_shipped_env();
 	char *text = read_whole_file(SHIPPED);
 	struct kit_gateway_config *config = parse_ok_as(SHIPPED, text);
 
-	assert_int_equal(config->route_count, 6);
-	for (int i = 0; i < 6; i++) {
+	assert_int_equal(config->route_count, 7);
+	for (int i = 0; i < 7; i++) {
 		const struct kit_gateway_route *r = &config->routes[i];
 		assert_string_equal(r->prefix, expected[i].prefix);
 		assert_string_equal(r->pattern, expected[i].pattern);
@@ -283,6 +288,7 @@ static void unset_shipped3_env(void)
 	unsetenv("URL_SHORTENER_V1_URL");
 	unsetenv("URL_SHORTENER_V2_URL");
 	unsetenv("URL_SHORTENER_V2_CANARY_URL");
+	unsetenv("NOTIFICATIONS_URL");
 }
 
 static void test_shipped3_file(void **state)
@@ -296,18 +302,20 @@ static void test_shipped3_file(void **state)
 		{ "/api/v1/shorten", "url-shortener-v1", NULL, KIT_AUTHENTICATED },
 		{ "/api/v1/expand", "url-shortener-v1", NULL, KIT_PUBLIC },
 		{ "/api/v1/analytics", "analytics", NULL, KIT_AUTHENTICATED },
+		{ "/api/v1/notifications", "notifications", NULL, KIT_AUTHENTICATED },
 		{ "/api/v2/auth", "users", NULL, KIT_PUBLIC },
 		{ "/api/v2/users", "users", NULL, KIT_AUTHENTICATED },
 		{ "/api/v2/shorten", NULL, "shortener-v2", KIT_AUTHENTICATED },
 		{ "/api/v2/expand", NULL, "shortener-v2", KIT_PUBLIC },
 		{ "/api/v2/analytics", "analytics", NULL, KIT_AUTHENTICATED },
+		{ "/api/v2/notifications", "notifications", NULL, KIT_AUTHENTICATED },
 		{ "/r", "url-shortener-v1", NULL, KIT_PUBLIC },
 	};
 	unset_shipped3_env();
 	char *text = read_whole_file(SHIPPED3);
 	struct kit_gateway_config *config = parse_ok_as(SHIPPED3, text);
 
-	assert_int_equal(config->upstream_count, 5);
+	assert_int_equal(config->upstream_count, 6);
 	assert_string_equal(find_upstream(config, "url-shortener-v2")->instances[0].url,
 			    "http://127.0.0.1:8084");
 	assert_string_equal(find_upstream(config, "url-shortener-v2-canary")->instances[0].url,
@@ -335,8 +343,8 @@ static void test_shipped3_file(void **state)
 	assert_ptr_equal(split->variants[1].upstream,
 			 find_upstream(config, "url-shortener-v2-canary"));
 
-	assert_int_equal(config->route_count, 11);
-	for (int i = 0; i < 11; i++) {
+	assert_int_equal(config->route_count, 13);
+	for (int i = 0; i < 13; i++) {
 		const struct kit_gateway_route *r = &config->routes[i];
 		assert_string_equal(r->prefix, expected[i].prefix);
 		assert_int_equal(r->access, expected[i].access);
@@ -349,7 +357,7 @@ static void test_shipped3_file(void **state)
 			assert_string_equal(r->upstream->name, expected[i].upstream);
 		}
 	}
-	assert_ptr_equal(config->routes[5].rate_limit, &config->policies[0]);
+	assert_ptr_equal(config->routes[6].rate_limit, &config->policies[0]);
 	free(config);
 	free(text);
 }

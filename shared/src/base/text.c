@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <string.h>
+
 #include "kit/text.h"
 
 int kit_hex_digit(char c)
@@ -54,6 +56,21 @@ bool kit_json_escapes_are_sound(const char *text, size_t len)
 		if (value == 0)
 			return false;
 		i += 4;
+	}
+	return true;
+}
+
+bool kit_text_is_displayable(const char *text, size_t max)
+{
+	size_t len = strnlen(text, max + 1);
+
+	if (len == 0 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c < 0x20 || c == 0x7f)
+			return false;
 	}
 	return true;
 }
