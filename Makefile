@@ -218,6 +218,16 @@ bench-smoke: bench-bins
 DIAGRAM_SRC := $(wildcard docs/diagrams/*.dot)
 DIAGRAMS := $(DIAGRAM_SRC:.dot=.svg) docs/diagrams/redirect-trace.svg
 
+# make check N=03: the checker of docs/workshop/exercise-03-*.md, against
+# this tree (tests/exercises/check-03.sh); it says pass or fail, and why.
+.PHONY: check
+check:
+	@case "$(N)" in [0-9][0-9]) ;; *) echo "make check: N is an exercise's two digits (docs/workshop/exercise-NN-*.md), not '$(N)'" >&2; exit 2 ;; esac
+	@test -f tests/exercises/check-$(N).sh || { echo "make check: no exercise $(N) (see docs/workshop/README.md)" >&2; exit 2; }
+	@bash scripts/deps.sh build check
+	@$(MAKE) --no-print-directory all
+	@bash tests/exercises/check-$(N).sh
+
 .PHONY: diagrams
 diagrams:
 	@bash scripts/deps.sh docs

@@ -70,11 +70,13 @@ bench  wrk                  the load generator
 bench  gnuplot-nox          the chart (bench/results.png)
 bench  nginx-light          the upstream every scenario ends at
 bench  npm                  the guide's Express gateway (npm install express)
+check  libcmocka-dev        make check N=..: the unit tests some exercises must keep passing
+check  prometheus           make check N=10: promtool tests an alert
 docs   graphviz             dot: docs/diagrams/*.dot into SVG (make diagrams)
 docs   python3              docs/diagrams/trace_waterfall.py
 EOF
 )
-SETS="build phase1 phase2 phase3 test bench docs"
+SETS="build phase1 phase2 phase3 test bench check docs"
 
 usage() {
 	sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -640,7 +640,7 @@ v1_instances() {
 }
 # v1b_metric NAME: api-gateway-1's metric NAME for the second instance.
 v1b_metric() {
-	curl -s "$G1/metrics" | awk -v want="$1{upstream=\"url-shortener-v1\",instance=\"http://127.0.0.1:$V1B_PORT\"}" \
+	curl -s "$G1/metrics" | awk -v want="$1{upstream=\"url-shortener-v1\",url=\"http://127.0.0.1:$V1B_PORT\"}" \
 		'$1 == want { print $2 }'
 }
 

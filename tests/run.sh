@@ -380,6 +380,7 @@ all)
 	run_script "compose files (tests/compose.sh)" bash tests/compose.sh
 	run_script "fuzz smoke (tests/fuzz.sh, build/fuzz)" bash tests/fuzz.sh smoke
 	run_script "diagrams drawn from their sources (tests/diagrams.sh)" bash tests/diagrams.sh
+	run_script "workshop exercises against their solutions (tests/exercises.sh)" bash tests/exercises.sh
 	run_script "Prometheus rules and configs (tests/monitoring.sh)" bash tests/monitoring.sh
 	;;
 *)

@@ -112,7 +112,7 @@ static struct {
 	struct kit_metric *errors;
 	struct kit_metric *connections;       /* {upstream,state}      */
 	struct kit_metric *split_requests;    /* {split,variant}       */
-	struct kit_metric *instance_state;    /* {upstream,instance}:  */
+	struct kit_metric *instance_state;    /* {upstream,url}:       */
 	struct kit_metric *instance_in_flight; /* the balancer's view  */
 	struct kit_metric *instance_requests;
 	struct kit_metric *instance_failures;
@@ -1027,7 +1027,7 @@ static void collect_pool_metrics(void *arg)
 void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 {
 	static const char *const upstream_label[] = { "upstream", NULL };
-	static const char *const instance_labels[] = { "upstream", "instance", NULL };
+	static const char *const instance_labels[] = { "upstream", "url", NULL };
 
 	if (config == NULL)
 		return; /* kit_gateway_config_load has already failed start-up */
