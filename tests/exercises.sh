@@ -26,7 +26,7 @@ fi
 
 section "prerequisites"
 check_true "build/bin/gateway exists (make all ran)" test -x build/bin/gateway
-check_num "there are at least ten exercises" "${#EXERCISES[@]}" '>=' 10
+[ $# -gt 0 ] || check_num "there are at least ten exercises" "${#EXERCISES[@]}" '>=' 10
 
 # scratch_copy DIR: this tree, as described above, into DIR.
 scratch_copy() {

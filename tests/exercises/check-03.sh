@@ -32,6 +32,6 @@ for url in "https://example.com/" "http://localhost.example.com/" "http://127.ex
 	expect_status 201
 done
 step "the unit tests still pass (build/tests/test_url_validate)"
-check_true "test_url_validate passes" "${BIN_DIR%/bin}/tests/test_url_validate"
+ex_unit test_url_validate
 
 verdict

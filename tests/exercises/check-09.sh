@@ -38,7 +38,7 @@ check_num "shortener-b answered at least 10" "$(grep -c '^shortener-b$' "$TEST_D
 check_num "the same instance twice in a row, somewhere (not a rotation)" \
 	"$(uniq -d "$TEST_DIR/order.txt" | wc -l)" '>=' 1
 step "the unit tests pass (build/tests/test_balancer, test_gateway_config)"
-check_true "test_balancer passes" "${BIN_DIR%/bin}/tests/test_balancer"
-check_true "test_gateway_config passes" "${BIN_DIR%/bin}/tests/test_gateway_config"
+ex_unit test_balancer
+ex_unit test_gateway_config
 
 verdict

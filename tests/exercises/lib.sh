@@ -77,3 +77,15 @@ ex_gateway_env() {
 		RATE_LIMIT_ANONYMOUS=100000 RATE_LIMIT_FREE=100000 RATE_LIMIT_PREMIUM=100000
 		REDIS_RATE_LIMIT_TIMEOUT_MS=3000 REDIS_CACHE_TIMEOUT_MS=3000 "$@")
 }
+
+# ex_unit NAME: the unit tests in build/tests/NAME pass; on a failure, the
+# names of the failing tests and cmocka's reasons are shown.
+ex_unit() {
+	local binary="${BIN_DIR%/bin}/tests/$1" out
+	if out=$("$binary" 2>&1); then
+		pass "the unit tests in build/tests/$1 pass"
+	else
+		fail "the unit tests in build/tests/$1 pass" \
+			"$(grep -E '^\[  (ERROR|FAILED)  \]|^\[   LINE   \]' <<<"$out" | head -n 8 | tr '\n' ' ')"
+	fi
+}
