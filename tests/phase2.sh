@@ -1622,6 +1622,12 @@ for case in "cc=no-store" "cc=no-cache" "cc=private" "vary=Accept" "cookie=sessi
 	cached "/cached/cacheable?$case"
 	check_eq "$case: never a hit" MISS "$CACHE_RESULT"
 done
+cached "/cached/big?bytes=1048577"
+cached "/cached/big?bytes=1048577"
+check_eq "a body over 1 MiB: never a hit" MISS "$CACHE_RESULT"
+cached "/cached/big?bytes=1048576"
+cached "/cached/big?bytes=1048576"
+check_eq "1 MiB exactly: a hit" HIT "$CACHE_RESULT"
 cached "/cached/cacheable?cc=public%2C%20max-age%3D7"
 cached "/cached/cacheable?cc=public%2C%20max-age%3D7"
 check_eq "max-age=7: a hit" HIT "$CACHE_RESULT"

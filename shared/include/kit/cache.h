@@ -21,6 +21,8 @@
  *   response s-maxage / max-age  stored for that long, at most ttl_seconds
  *   response Vary or Set-Cookie  not stored (the key would not tell the
  *                                variants apart; a cookie is one caller's)
+ *   a body over 1 MiB, a status  not stored
+ *   other than 200
  *   request no-cache (or Pragma) not read from the cache (X-Cache: BYPASS),
  *                                the fresh answer is stored
  *   request no-store             neither read nor stored (BYPASS)

@@ -63,6 +63,10 @@
 #define REDIS_BACKOFF_MS 1000
 #define ENTRY_MAGIC "kitcache1"
 #define KEY_MAX 1024
+/* The largest body kept: a route may pass answers of up to the pool's
+ * max_response_bytes (8 MiB) on, but a cache of such answers would hold
+ * Redis's memory hostage to a few URLs. */
+#define ENTRY_BODY_MAX (1024 * 1024)
 /* Response headers an entry keeps, besides Content-Type: what describes
  * the content, never what belongs to one request (ids, rate limits). */
 static const char *const kept_headers[] = {
@@ -421,6 +425,7 @@ static void store(struct response_cache *cache, struct kit_request *req)
 	ttl = kit_cache_ttl(req->cache, req->access == KIT_AUTHENTICATED,
 			    response_header(req, "Cache-Control"));
 	if (req->status != 200 || req->kept_body == NULL || ttl == 0 ||
+	    req->kept_len > ENTRY_BODY_MAX ||
 	    response_header(req, "Vary") != NULL || response_header(req, "Set-Cookie") != NULL) {
 		count(cache, req, "not_stored");
 		return;
