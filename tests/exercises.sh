@@ -52,7 +52,7 @@ for n in "${EXERCISES[@]}"; do
 	check_match "and says what is missing" "exercise $n: not yet" "$(tail -n 1 "$TEST_DIR/check-$n-before.log")"
 
 	step "exercise $n with tests/exercises/solutions/$n.patch"
-	(cd "$dir" && patch -p1 --quiet --no-backup-if-mismatch <"$PWD/tests/exercises/solutions/$n.patch") \
+	(cd "$dir" && git apply "$PWD/tests/exercises/solutions/$n.patch") \
 		>"$TEST_DIR/patch-$n.log" 2>&1
 	check_eq "the patch applies" 0 "$?" || sed 's/^/#   /' "$TEST_DIR/patch-$n.log"
 	(cd "$dir" && make -s all) >"$TEST_DIR/build-$n-after.log" 2>&1
