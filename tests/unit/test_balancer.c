@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -253,6 +254,84 @@ static void test_one_instance_is_always_tried(void **unused)
 	assert_int_equal(upstream.instances[0].requests, 10);
 }
 
+/* ---- many threads at once (every loop thread shares an upstream) ---- */
+
+#define RACERS 8
+#define RACE_ROUNDS 20000
+
+static atomic_int race_go;
+
+/* Each racer: instance 0 always fails, 1 always answers, every attempt at
+ * the same instant (now 0, then open_ms later in the second half). */
+static void *race(void *arg)
+{
+	uint64_t now = (uint64_t)(intptr_t)arg;
+
+	while (!atomic_load(&race_go))
+		;
+	for (int i = 0; i < RACE_ROUNDS; i++) {
+		enum kit_breaker_state state;
+		struct kit_upstream_instance *instance = kit_balancer_pick(&upstream, NULL, now);
+
+		kit_balancer_done(&upstream, instance, index_of(instance) == 0, now, &state);
+	}
+	return NULL;
+}
+
+/* Threat: the compare-and-swaps are the whole of the breaker's thread
+ * safety. Under eight threads at once: nothing is left in flight, every
+ * attempt is counted once, the failing instance is opened (and counted as
+ * opened) without a lost update, and while it is open nobody but a probe
+ * reaches it. A test cannot force the worst interleaving (with the probe's
+ * compare-and-swap replaced by a plain store, 5 runs out of 5 still
+ * passed: two racers must read "open" within nanoseconds of each other);
+ * the one-probe rule itself is test_one_probe_after_open_ms's. */
+static void test_many_threads_at_once(void **unused)
+{
+	pthread_t racers[RACERS];
+	long requests = 0;
+
+	make_upstream(2, KIT_BALANCE_ROUND_ROBIN);
+	atomic_store(&race_go, 0);
+	for (int i = 0; i < RACERS; i++)
+		assert_int_equal(pthread_create(&racers[i], NULL, race, (void *)(intptr_t)0), 0);
+	atomic_store(&race_go, 1);
+	for (int i = 0; i < RACERS; i++)
+		pthread_join(racers[i], NULL);
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(upstream.instances[i].in_flight, 0);
+		requests += upstream.instances[i].requests;
+	}
+	assert_int_equal(requests, (long)RACERS * RACE_ROUNDS);
+	assert_int_equal(upstream.instances[0].state, KIT_BREAKER_OPEN);
+	assert_int_equal(upstream.instances[1].state, KIT_BREAKER_CLOSED);
+	assert_int_equal(upstream.instances[1].failures, 0);
+	/* Opened once at time 0 (a failure on an open instance does not open
+	 * it again), and out of rotation from then on: it got the three that
+	 * opened it and the few picked around that moment (about one per
+	 * racer; a racer preempted between its count and its compare-and-swap
+	 * widens the window a little), not the half of 160,000 a rotation
+	 * would have sent it. */
+	assert_int_equal(upstream.instances[0].ejections, 1);
+	assert_in_range(upstream.instances[0].requests, 3, 3 + 4 * RACERS);
+
+	/* open_ms later: every racer competes for the probe; one gets it,
+	 * fails it, and the instance is open again, with one more ejection:
+	 * exactly one more request reached it. */
+	long before_probe = upstream.instances[0].requests;
+	atomic_store(&race_go, 0);
+	for (int i = 0; i < RACERS; i++)
+		assert_int_equal(pthread_create(&racers[i], NULL, race, (void *)(intptr_t)(1000 * MS)), 0);
+	atomic_store(&race_go, 1);
+	for (int i = 0; i < RACERS; i++)
+		pthread_join(racers[i], NULL);
+	assert_int_equal(upstream.instances[0].in_flight, 0);
+	assert_int_equal(upstream.instances[0].state, KIT_BREAKER_OPEN);
+	assert_int_equal(upstream.instances[0].ejections, 2);
+	assert_int_equal(upstream.instances[0].requests, before_probe + 1);
+}
+
 static void test_state_names(void **unused)
 {
 	assert_string_equal(kit_breaker_state_name(KIT_BREAKER_CLOSED), "closed");
@@ -271,6 +350,7 @@ int main(void)
 		cmocka_unit_test(test_a_retry_avoids_the_instance_that_failed),
 		cmocka_unit_test(test_all_open_is_panic_mode),
 		cmocka_unit_test(test_one_instance_is_always_tried),
+		cmocka_unit_test(test_many_threads_at_once),
 		cmocka_unit_test(test_state_names),
 	};
 
