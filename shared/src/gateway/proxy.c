@@ -5,23 +5,22 @@
  * Position: the handler of every route kit_gateway_mount() adds, so it runs
  * after the whole chain (auth has filled req->user, the rate limit passed).
  *
- * Connection pool. Each civetweb worker owns one curl easy handle (a
- * per-thread resource): libcurl does not allow running threads to share a
- * connection cache, and one handle per worker needs no lock at all. On the
- * event-loop core (kit/wait.h) every request in flight has a handle
- * of its own, and the connections live in the loop thread's multi handle,
- * shared by all of them (up to max_idle_per_upstream per upstream). The
- * handle keeps up to pool.max_idle_per_thread keep-alive connections and
- * closes those idle longer than pool.idle_timeout_seconds, which is shorter
- * than the services' own keep-alive (30 s), so we close first and rarely
- * send on a connection the upstream has just dropped. Across all workers,
- * once an upstream has pool.max_idle_per_upstream connections open, a
- * request's connection is closed after use instead of kept (agentkeepalive's
+ * Connection pool (upstream_http.c, the proxy's own HTTP/1.1 client; it
+ * replaced libcurl, which cost more than half of a proxied request's CPU:
+ * docs/performance.md). Each thread - a civetweb worker, or a loop thread
+ * whose requests take turns - keeps idle keep-alive connections per
+ * upstream instance, closes those idle longer than
+ * pool.idle_timeout_seconds (shorter than the services' own keep-alive,
+ * 30 s, so we close first and rarely send on a connection the upstream
+ * has just dropped) and peeks at one before reusing it, so a connection
+ * the upstream closed is never sent on. Across all threads, once an
+ * upstream has pool.max_idle_per_upstream connections open, a request's
+ * connection is closed after use instead of kept (agentkeepalive's
  * maxFreeSockets): a civetweb upstream spends one worker thread on every
- * open connection, idle or not, so an unbounded pool from several gateways
- * would starve it. Statistics per
- * upstream (created, closed, errors, in use, requests) are counted in
- * libcurl's open/close socket callbacks, so they are exact.
+ * open connection, idle or not, so an unbounded pool from several
+ * gateways would starve it. Statistics per upstream (created, closed,
+ * errors, in use, requests) are counted where connections open and close,
+ * so they are exact.
  *
  * Per request:
  *   1. pick the upstream: the route's, or for a split route the caller's
@@ -35,9 +34,9 @@
  *      compared without case and with '_' as '-'); add
  *      X-Forwarded-For/-Proto/-Host, X-Request-Id, for a verified caller
  *      X-User-Id/X-User-Tier, and with tracing on the uber-trace-id of a
- *      client span opened for this attempt; switch off the Content-Type
- *      and Accept libcurl would add, so the upstream gets what the client
- *      sent. Every line goes through add_header(): a control byte is 400,
+ *      client span opened for this attempt; nothing else (no Content-Type
+ *      or Accept of the gateway's own), so the upstream gets what the
+ *      client sent. Every line goes through add_header(): a control byte is 400,
  *      a line over KIT_PROXY_HEADER_LINE_MAX is 431, never cut short
  *   4. perform with a connect timeout and a total timeout (the route's),
  *      each attempt on the instance the balancer picks (balancer.c: round
@@ -46,8 +45,8 @@
  *      instance when one refused the connection (nothing was sent, so for
  *      any method) or, for idempotent methods only, dropped it without an
  *      answer; and once on a reused connection the upstream had closed
- *      (each attempt is a client span of its own; libcurl's own re-send,
- *      which would repeat a POST too, is refused: on_send)
+ *      (each attempt is a client span of its own; nothing is ever sent
+ *      twice by the client underneath: upstream_http.c never re-sends)
  *   5. answer: the upstream's status, headers (minus hop-by-hop) and body,
  *      or a problem: 502 refused/reset/too large, 504 timed out, naming the
  *      upstream
@@ -82,24 +81,12 @@
 #define SPARE_HANDLES 256 /* easy handles kept for reuse per thread */
 #define KIT_MAX_PROXIED_HEADERS 64 /* response headers passed back, at most */
 
-/* A thread's curl handles and the sockets it has open, by descriptor (so
- * a close, which libcurl may do during a later request to another
- * upstream, is counted against the upstream the socket belonged to). */
+/* A thread's upstream connections (upstream_http.c): on a civetweb
+ * worker one request uses them at a time, on a loop thread every request
+ * of that thread in turn. */
 struct proxy_thread {
 	const struct kit_gateway_config *config;
-	CURL *spare[SPARE_HANDLES];           /* idle handles: one on a civetweb
-	                                       * worker, more on a loop thread */
-	int spare_count;
-	struct kit_upstream **upstream_of_fd; /* grown to the highest fd seen  */
-	int fd_slots;
-};
-
-/* One attempt, as libcurl's callbacks see it. */
-struct attempt {
-	struct proxy_thread *thread;
-	struct kit_upstream *upstream;
-	int sends;                            /* times its request was about to
-	                                       * go out (on_send) */
+	struct upstream_pool *pool;
 };
 
 static struct {
@@ -226,50 +213,7 @@ static bool join_list(char **joined, size_t *used, const char *value)
 	return true;
 }
 
-/* ---- the per-thread handle and its socket accounting ---- */
-
-static curl_socket_t open_socket(void *clientp, curlsocktype purpose,
-				 struct curl_sockaddr *address)
-{
-	struct attempt *attempt = clientp;
-	struct proxy_thread *thread = attempt->thread;
-	struct kit_upstream *upstream = attempt->upstream;
-	curl_socket_t fd = socket(address->family, address->socktype, address->protocol);
-
-	if (fd == CURL_SOCKET_BAD) {
-		atomic_fetch_add(&upstream->pool.errors, 1);
-		return CURL_SOCKET_BAD;
-	}
-	if (fd >= thread->fd_slots) {
-		int slots = fd + 64;
-		struct kit_upstream **bigger = realloc(thread->upstream_of_fd,
-						       (size_t)slots * sizeof(*bigger));
-
-		if (bigger == NULL) {
-			close(fd);
-			atomic_fetch_add(&upstream->pool.errors, 1);
-			return CURL_SOCKET_BAD;
-		}
-		memset(bigger + thread->fd_slots, 0,
-		       (size_t)(slots - thread->fd_slots) * sizeof(*bigger));
-		thread->upstream_of_fd = bigger;
-		thread->fd_slots = slots;
-	}
-	thread->upstream_of_fd[fd] = upstream;
-	atomic_fetch_add(&upstream->pool.created, 1);
-	return fd;
-}
-
-static int close_socket(void *clientp, curl_socket_t fd)
-{
-	struct proxy_thread *thread = clientp;
-
-	if (fd >= 0 && fd < thread->fd_slots && thread->upstream_of_fd[fd] != NULL) {
-		atomic_fetch_add(&thread->upstream_of_fd[fd]->pool.closed, 1);
-		thread->upstream_of_fd[fd] = NULL;
-	}
-	return close(fd);
-}
+/* ---- the per-thread connections ---- */
 
 static void *proxy_thread_create(void *arg)
 {
@@ -278,6 +222,11 @@ static void *proxy_thread_create(void *arg)
 	if (thread == NULL)
 		return NULL;
 	thread->config = arg;
+	thread->pool = upstream_pool_new();
+	if (thread->pool == NULL) {
+		free(thread);
+		return NULL;
+	}
 	return thread;
 }
 
@@ -285,106 +234,12 @@ static void proxy_thread_destroy(void *resource)
 {
 	struct proxy_thread *thread = resource;
 
-	/* Closes each handle's connections: close_socket counts them. */
-	while (thread->spare_count > 0)
-		curl_easy_cleanup(thread->spare[--thread->spare_count]);
-	free(thread->upstream_of_fd);
+	/* Closes the idle connections: counted against their upstreams. */
+	upstream_pool_free(thread->pool, thread->config);
 	free(thread);
 }
 
-/* A handle for one exchange: an idle one of this thread's, or a new one.
- * NULL when libcurl cannot make one. */
-static CURL *handle_get(struct proxy_thread *thread)
-{
-	if (thread->spare_count > 0)
-		return thread->spare[--thread->spare_count];
-	return curl_easy_init();
-}
-
-static void handle_put(struct proxy_thread *thread, CURL *curl)
-{
-	if (thread->spare_count < SPARE_HANDLES)
-		thread->spare[thread->spare_count++] = curl;
-	else
-		curl_easy_cleanup(curl);
-}
-
-/* CURLOPT_PREREQFUNCTION, set for proxied requests: libcurl is about to
- * send the request. When a reused connection dies before any byte of an
- * answer, libcurl sends the request again on a new connection by itself,
- * whatever the method, so a POST the upstream may already have acted on
- * would go out twice. The second send is refused here (the transfer ends
- * with CURLE_ABORTED_BY_CALLBACK), so that the retry rule in step 4 of
- * gateway_proxy_route() is the one that decides. */
-static int on_send(void *clientp, char *primary_ip, char *local_ip,
-		   int primary_port, int local_port)
-{
-	struct attempt *attempt = clientp;
-
-	attempt->sends++;
-	return attempt->sends == 1 ? CURL_PREREQFUNC_OK : CURL_PREREQFUNC_ABORT;
-}
-
 /* ---- one exchange ---- */
-
-/* What comes back from the upstream. */
-struct exchange {
-	char *body;
-	size_t body_len, body_capacity, body_limit;
-	bool too_large;
-	char *headers;            /* raw header lines of the final response */
-	size_t headers_len, headers_capacity;
-};
-
-static bool grow(char **buffer, size_t *capacity, size_t needed)
-{
-	size_t bigger = *capacity ? *capacity : 4096;
-	char *resized;
-
-	if (needed <= *capacity)
-		return true;
-	while (bigger < needed)
-		bigger *= 2;
-	resized = realloc(*buffer, bigger);
-	if (resized == NULL)
-		return false;
-	*buffer = resized;
-	*capacity = bigger;
-	return true;
-}
-
-static size_t on_body(char *data, size_t size, size_t count, void *arg)
-{
-	struct exchange *exchange = arg;
-	size_t len = size * count;
-
-	if (exchange->body_len + len > exchange->body_limit) {
-		exchange->too_large = true;
-		return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
-	}
-	if (!grow(&exchange->body, &exchange->body_capacity, exchange->body_len + len))
-		return 0;
-	memcpy(exchange->body + exchange->body_len, data, len);
-	exchange->body_len += len;
-	return len;
-}
-
-static size_t on_header(char *data, size_t size, size_t count, void *arg)
-{
-	struct exchange *exchange = arg;
-	size_t len = size * count;
-
-	/* A status line starts a response: forget an earlier (1xx) one. */
-	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
-		exchange->headers_len = 0;
-	if (!grow(&exchange->headers, &exchange->headers_capacity,
-		  exchange->headers_len + len + 1))
-		return 0;
-	memcpy(exchange->headers + exchange->headers_len, data, len);
-	exchange->headers_len += len;
-	exchange->headers[exchange->headers_len] = '\0';
-	return len;
-}
 
 /* Appends s to url, percent-encoding what is not safe in a path: civetweb
  * hands us the decoded path, so it is encoded again on the way out. */
@@ -483,7 +338,6 @@ static int upstream_headers(struct kit_request *req, const char *trace_header,
 	char *connection = NULL;
 	size_t connection_len = 0;
 	int count = kit_request_header_count(req);
-	bool has_content_type = false, has_accept = false;
 	enum header_refusal refusal = HEADER_OK;
 	const char *refused = "";
 
@@ -504,10 +358,6 @@ static int upstream_headers(struct kit_request *req, const char *trace_header,
 		kit_request_header_at(req, i, &name, &value);
 		if (kit_proxy_drop_request_header(name, connection))
 			continue;
-		if (strcasecmp(name, "Content-Type") == 0)
-			has_content_type = true;
-		if (strcasecmp(name, "Accept") == 0)
-			has_accept = true;
 		refusal = add_header(&list, name, value);
 		refused = name;
 	}
@@ -524,14 +374,6 @@ static int upstream_headers(struct kit_request *req, const char *trace_header,
 		{ "X-User-Id", req->user.subject, req->user.authenticated },
 		{ "X-User-Tier", req->user.tier, req->user.authenticated },
 		{ "uber-trace-id", trace_header, trace_header[0] != '\0' },
-		/* An empty value removes a header libcurl would add by itself,
-		 * so the upstream gets what the client sent and nothing more:
-		 * no 100-continue round trip, and no Content-Type
-		 * (x-www-form-urlencoded on every POST) or Accept (* / *) the
-		 * client did not send. */
-		{ "Expect", "", true },
-		{ "Content-Type", "", !has_content_type },
-		{ "Accept", "", !has_accept },
 	};
 	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]) && refusal == HEADER_OK; i++) {
 		if (!own[i].send)
@@ -556,61 +398,18 @@ static bool is_idempotent(const char *method)
 	return in_list(method, idempotent);
 }
 
-/* Sets up the handle for one attempt. */
-static void prepare(CURL *curl, struct attempt *attempt, struct kit_request *req,
-		    const char *url, struct curl_slist *headers,
-		    struct exchange *exchange, long timeout_ms)
-{
-	struct proxy_thread *thread = attempt->thread;
-	const struct kit_gateway_config *config = thread->config;
-
-	curl_easy_reset(curl); /* keeps the connection cache */
-	curl_easy_setopt(curl, CURLOPT_URL, url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(curl, CURLOPT_MAXCONNECTS, config->max_idle_per_thread);
-	curl_easy_setopt(curl, CURLOPT_MAXAGE_CONN, config->idle_timeout_seconds);
-	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-			 timeout_ms < config->connect_timeout_ms ? timeout_ms
-								 : config->connect_timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(curl, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	curl_easy_setopt(curl, CURLOPT_OPENSOCKETDATA, attempt);
-	curl_easy_setopt(curl, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
-	curl_easy_setopt(curl, CURLOPT_CLOSESOCKETDATA, thread);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(curl, CURLOPT_WRITEDATA, exchange);
-	curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(curl, CURLOPT_HEADERDATA, exchange);
-	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http");
-
-	if (strcmp(req->method, "GET") == 0) {
-		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-	} else if (strcmp(req->method, "HEAD") == 0) {
-		curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-	} else {
-		curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, req->method);
-		if (req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
-		    strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0) {
-			curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req->body != NULL ? req->body : "");
-			curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-		}
-	}
-}
-
 /* Copies the upstream's headers to the response, but those the filter
  * drops (and those every Connection line names); returns the Content-Type
  * (pointing into exchange->headers) or NULL. The raw lines are split in
  * place into name and value. */
-static const char *pass_headers(struct kit_request *req, struct exchange *exchange)
+static const char *pass_headers(struct kit_request *req, char *headers)
 {
 	const char *content_type = NULL;
 	char *connection = NULL;
 	size_t connection_len = 0;
 	char *names[KIT_MAX_PROXIED_HEADERS], *values[KIT_MAX_PROXIED_HEADERS];
 	int count = 0;
-	char *line = exchange->headers;
+	char *line = headers;
 
 	if (line == NULL)
 		return NULL;
@@ -649,12 +448,12 @@ static const char *pass_headers(struct kit_request *req, struct exchange *exchan
 
 static int upstream_problem(struct kit_request *req, int status,
 			    const struct kit_upstream *upstream, const char *what,
-			    CURLcode code)
+			    const char *why)
 {
 	cJSON *extra = cJSON_CreateObject();
 
 	fprintf(stderr, "gateway: request %s: upstream %s: %s (%s)\n",
-		req->request_id, upstream->name, what, curl_easy_strerror(code));
+		req->request_id, upstream->name, what, why);
 	if (extra != NULL)
 		cJSON_AddStringToObject(extra, "upstream", upstream->name);
 	return kit_problem_ext(req, status, extra, "upstream %s %s", upstream->name, what);
@@ -735,14 +534,10 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	const struct kit_split_variant *variant = NULL;
 	struct kit_upstream_instance *instance = NULL;
 	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
-	struct exchange exchange = { .body_limit = (size_t)proxy.config->max_response_bytes };
-	struct attempt attempt = { .thread = thread };
 	struct curl_slist *headers = NULL;
-	CURL *curl;
 	char url[2048], operation[160];
 	uint64_t started = kit_now_ns();
-	long status = 0, connects = 0;
-	CURLcode code;
+	long status = 0;
 	int result;
 
 	/* 1. The upstream: the route's, or the caller's variant of a split. */
@@ -787,14 +582,18 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	 *    refused the connection (nothing was sent: safe for any method)
 	 *    or, for idempotent methods, dropped it without an answer; and
 	 *    once on a reused connection the upstream had closed. */
-	curl = handle_get(thread);
-	if (curl == NULL)
-		return kit_problem(req, 503, "the gateway could not create an HTTP client");
-	attempt.upstream = upstream;
+	struct upstream_result answer = { .body_limit = (size_t)proxy.config->max_response_bytes };
+	bool pooling = proxy.config->max_idle_per_upstream > 0;
+	bool send_body = req->body_len > 0 || strcmp(req->method, "POST") == 0 ||
+			 strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;
+	static const char *const outcome_names[] = {
+		[UPSTREAM_OK] = "answered", [UPSTREAM_REFUSED] = "connection refused",
+		[UPSTREAM_TIMED_OUT] = "timed out", [UPSTREAM_DROPPED] = "closed before an answer",
+		[UPSTREAM_BROKEN] = "a broken answer", [UPSTREAM_TOO_LARGE] = "an answer over the limit",
+	};
+
 	atomic_fetch_add(&upstream->pool.in_use, 1);
 	for (int tries = 0;; tries++) {
-		long elapsed_ms = (long)((kit_now_ns() - started) / 1000000);
-		long left_ms = route->timeout_ms - elapsed_ms;
 		char trace_header[KIT_TRACE_HEADER_MAX];
 		struct kit_span *span;
 
@@ -812,88 +611,88 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 			/* Refused before anything was sent (431, 400). */
 			kit_trace_client_finish(span, 0);
 			attempt_done(req, upstream, instance, false);
-			handle_put(thread, curl);
 			atomic_fetch_sub(&upstream->pool.in_use, 1);
+			free(answer.head);
+			free(answer.body);
 			return result;
 		}
-		exchange.body_len = 0;
-		exchange.headers_len = 0;
-		exchange.too_large = false;
-		prepare(curl, &attempt, req, url, headers, &exchange,
-			left_ms > 0 ? left_ms : 1);
-		if (proxy.config->max_idle_per_upstream == 0) {
-			/* Pooling off: a handshake per request, as the guide's
-			 * "without connection pooling" picture (benchmarks). */
-			curl_easy_setopt(curl, CURLOPT_FRESH_CONNECT, 1L);
-			curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
-		} else if (atomic_load(&upstream->pool.created) -
-				   atomic_load(&upstream->pool.closed) >
-			   proxy.config->max_idle_per_upstream) {
-			curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
-		}
-		attempt.sends = 0;
-		curl_easy_setopt(curl, CURLOPT_PREREQFUNCTION, on_send);
-		curl_easy_setopt(curl, CURLOPT_PREREQDATA, &attempt);
+		/* Pooling off: a handshake per request, as the guide's "without
+		 * connection pooling" picture (benchmarks). Above
+		 * max_idle_per_upstream open connections, one is closed after
+		 * use instead of kept. */
+		struct upstream_request request = {
+			.config = proxy.config,
+			.method = req->method,
+			.target = url + strlen(instance->url),
+			.headers = headers,
+			.body = req->body,
+			.body_len = req->body_len,
+			.send_body = send_body,
+			.head_only = strcmp(req->method, "HEAD") == 0,
+			.fresh_connection = !pooling,
+			.close_after = !pooling || atomic_load(&upstream->pool.created) -
+							   atomic_load(&upstream->pool.closed) >
+						   proxy.config->max_idle_per_upstream,
+			.deadline_ns = started + (uint64_t)route->timeout_ms * 1000000u,
+		};
 		atomic_fetch_add(&upstream->pool.requests, 1);
 		kit_metric_add(proxy.requests, labels, 1);
-		code = kit_http_perform(curl); /* on an event loop: yields */
-		curl_easy_getinfo(curl, CURLINFO_NUM_CONNECTS, &connects);
-		/* libcurl wanted to send again (on_send refused): the reused
-		 * connection closed without an answer. Say so in the log. */
-		bool resend_refused = attempt.sends > 1;
-		if (resend_refused)
-			code = CURLE_GOT_NOTHING;
-		status = 0;
-		if (code == CURLE_OK)
-			curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-		else
-			kit_span_log_error(span, curl_easy_strerror(code));
+		upstream_exchange(thread->pool, upstream, instance, &request, &answer);
+		status = answer.outcome == UPSTREAM_OK ? answer.status : 0;
+		if (answer.outcome != UPSTREAM_OK)
+			kit_span_log_error(span, outcome_names[answer.outcome]);
 		kit_trace_client_finish(span, (int)status);
 		curl_slist_free_all(headers);
 
-		bool refused = code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST;
-		bool dropped = code == CURLE_GOT_NOTHING || code == CURLE_SEND_ERROR ||
-			       code == CURLE_RECV_ERROR;
-		/* A refused re-send had already opened its new connection. */
-		bool reused = connects == 0 || resend_refused;
-		bool stale = dropped && reused; /* an idle connection closed: no
-		                                 * fault of the instance's */
+		bool refused = answer.outcome == UPSTREAM_REFUSED;
+		bool dropped = answer.outcome == UPSTREAM_DROPPED;
+		bool stale = dropped && answer.reused; /* an idle connection closed:
+		                                        * no fault of the instance's */
 		/* The breaker counts what says the instance is unwell: no
 		 * connection, no answer, too slow, or a gateway-class status
 		 * (502/503/504: it is failing its own upstreams). */
 		attempt_done(req, upstream, instance,
-			     (code != CURLE_OK && !stale && !exchange.too_large) ||
+			     (answer.outcome != UPSTREAM_OK && !stale &&
+			      answer.outcome != UPSTREAM_TOO_LARGE) ||
 				     status == 502 || status == 503 || status == 504);
 		bool time_left = route->timeout_ms - (long)((kit_now_ns() - started) / 1000000) > 0;
 		bool another = tries + 1 < upstream->instance_count;
 		if (time_left &&
 		    ((refused && another) ||
-		     (dropped && is_idempotent(req->method) && (another || (tries == 0 && reused)))))
+		     (dropped && is_idempotent(req->method) && (another || (tries == 0 && answer.reused)))))
 			continue;
 		break;
 	}
-	handle_put(thread, curl);
 	atomic_fetch_sub(&upstream->pool.in_use, 1);
 	kit_metric_observe(proxy.duration, labels, (double)(kit_now_ns() - started) / 1e9);
 
 	/* 5. The answer. */
-	if (code == CURLE_OK) {
-		const char *content_type = pass_headers(req, &exchange);
+	switch (answer.outcome) {
+	case UPSTREAM_OK: {
+		const char *content_type = pass_headers(req, answer.head);
 
-		result = kit_respond(req, (int)status, content_type, exchange.body,
-				     exchange.body_len);
-	} else if (code == CURLE_OPERATION_TIMEDOUT) {
-		result = upstream_problem(req, 504, upstream, "did not answer in time", code);
-	} else if (code == CURLE_COULDNT_CONNECT || code == CURLE_COULDNT_RESOLVE_HOST) {
-		atomic_fetch_add(&upstream->pool.errors, 1);
-		result = upstream_problem(req, 502, upstream, "refused the connection", code);
-	} else if (exchange.too_large) {
-		result = upstream_problem(req, 502, upstream, "sent a response over the size limit", code);
-	} else {
-		result = upstream_problem(req, 502, upstream, "closed the connection without an answer", code);
+		result = kit_respond(req, (int)status, content_type, answer.body, answer.body_len);
+		break;
 	}
-	free(exchange.body);
-	free(exchange.headers);
+	case UPSTREAM_TIMED_OUT:
+		result = upstream_problem(req, 504, upstream, "did not answer in time",
+					  outcome_names[answer.outcome]);
+		break;
+	case UPSTREAM_REFUSED:
+		result = upstream_problem(req, 502, upstream, "refused the connection",
+					  outcome_names[answer.outcome]);
+		break;
+	case UPSTREAM_TOO_LARGE:
+		result = upstream_problem(req, 502, upstream, "sent a response over the size limit",
+					  outcome_names[answer.outcome]);
+		break;
+	default:
+		result = upstream_problem(req, 502, upstream, "closed the connection without an answer",
+					  outcome_names[answer.outcome]);
+		break;
+	}
+	free(answer.head);
+	free(answer.body);
 	return result;
 }
 
@@ -922,30 +721,30 @@ static void add_pool_stats(cJSON *object, const struct kit_pool_stats *pool)
 
 /* One instance's own /health, through this thread's pool: NULL when it
  * answered 200, else what went wrong. */
-static const char *instance_health(struct kit_request *req, struct proxy_thread *thread,
-				   struct kit_upstream *upstream,
+static const char *instance_health(struct proxy_thread *thread, struct kit_upstream *upstream,
 				   const struct kit_upstream_instance *instance)
 {
-	struct exchange exchange = { .body_limit = 65536 };
-	struct attempt attempt = { .thread = thread, .upstream = upstream };
-	CURL *curl = thread != NULL ? handle_get(thread) : NULL;
-	char url[300];
-	long status = 0;
-	CURLcode code = CURLE_FAILED_INIT;
+	struct upstream_result answer = { .body_limit = 65536 };
+	const struct upstream_request request = {
+		.config = proxy.config, .method = "GET", .target = "/health",
+		.deadline_ns = kit_now_ns() + 1000 * 1000000ULL,
+	};
+	const char *problem = NULL;
 
-	if (curl != NULL) {
-		snprintf(url, sizeof(url), "%s/health", instance->url);
-		prepare(curl, &attempt, req, url, NULL, &exchange, 1000);
-		curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-		code = kit_http_perform(curl);
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-		handle_put(thread, curl);
-	}
-	free(exchange.body);
-	free(exchange.headers);
-	if (code != CURLE_OK)
-		return curl_easy_strerror(code);
-	return status == 200 ? NULL : "its /health did not answer 200";
+	if (thread == NULL)
+		return "the gateway could not make a connection pool";
+	upstream_exchange(thread->pool, upstream, instance, &request, &answer);
+	if (answer.outcome == UPSTREAM_REFUSED)
+		problem = "the connection was refused";
+	else if (answer.outcome == UPSTREAM_TIMED_OUT)
+		problem = "no answer within 1 s";
+	else if (answer.outcome != UPSTREAM_OK)
+		problem = "no whole answer";
+	else if (answer.status != 200)
+		problem = "its /health did not answer 200";
+	free(answer.head);
+	free(answer.body);
+	return problem;
 }
 
 /* /health/details: each instance's /health and breaker, and the pool.
@@ -960,7 +759,7 @@ static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
 
 	for (int i = 0; i < upstream->instance_count; i++) {
 		const struct kit_upstream_instance *instance = &upstream->instances[i];
-		const char *detail = instance_health(req, thread, upstream, instance);
+		const char *detail = instance_health(thread, upstream, instance);
 		cJSON *entry = cJSON_CreateObject();
 
 		if (entry == NULL)
@@ -1045,8 +844,6 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 	proxy.config = config;
 	proxy.thread_slot = kit_app_thread_resource(app, proxy_thread_create,
 						    proxy_thread_destroy, config);
-	/* On an event loop, one connection cache serves every upstream. */
-	kit_loop_set_max_idle(app, config->max_idle_per_upstream * config->upstream_count);
 	proxy.duration = kit_metric_register(KIT_HISTOGRAM, "gateway_upstream_request_duration_seconds",
 		"Time from sending a request upstream to its last byte back, retry included.",
 		upstream_label, NULL, 0);
