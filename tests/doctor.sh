@@ -51,6 +51,9 @@ start_listener() {
 import socket, sys, time
 kind = socket.SOCK_STREAM if sys.argv[1] == "tcp" else socket.SOCK_DGRAM
 s = socket.socket(socket.AF_INET, kind)
+# A connection of an earlier run may still be in TIME_WAIT on the port
+# (free means "nobody listens"); every server the kit starts binds past it.
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[2])))
 if kind == socket.SOCK_STREAM:
     s.listen()
