@@ -11,7 +11,7 @@
  * stack of idle descriptors); waiting goes through kit_wait_fd (kit/wait.h),
  * as the real proxy's does through kit_http_perform. Nothing else: no
  * header passing, no chunked answers, no timeouts beyond a wait's, no
- * retry, no metrics - which is the point: the distance between this row and
+ * retry (a pooled connection the upstream closed costs a 502), no metrics - which is the point: the distance between this row and
  * gateway-bare is what the proxy's HTTP client costs, and the distance
  * between this row and nginx-proxy what the server core costs.
  */
@@ -89,7 +89,9 @@ static int forward(struct kit_request *req)
 			body = complete(buf, got, &len);
 			if (body == NULL)
 				continue;
-			if (idle_count < IDLE_MAX)
+			/* An upstream that says it closes (nginx does after
+			 * keepalive_requests) gets no second request. */
+			if (idle_count < IDLE_MAX && strcasestr(buf, "\nconnection: close") == NULL)
 				idle[idle_count++] = fd;
 			else
 				close(fd);
