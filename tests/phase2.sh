@@ -1244,6 +1244,38 @@ expect_json '.upstream' fixture
 check_eq "the fixture saw exactly 2 POST /flaky (no retry)" 2 "$(fixture_count 'POST /flaky')"
 
 # ---------------------------------------------------------------------------
+section "how an upstream frames its answer: the gateway's own HTTP client"
+# The gateway reads answers with a client of its own (upstream_http.c):
+# chunked bodies (extensions and trailers too), a 100 before the real
+# answer, a body that runs to the close; and it refuses what could be read
+# two ways - Content-Length with chunked, two different lengths - or an
+# answer cut off, as a 502, never passing half of it on. The fixture
+# writes each answer raw and closes the connection, so none may be reused.
+# ---------------------------------------------------------------------------
+step "GET /fixture/framing/chunked"
+http GET "$G4/fixture/framing/chunked"
+expect_status 200
+check_eq "the body, chunks joined" "hello, world" "$HTTP_BODY"
+expect_no_header Transfer-Encoding
+step "GET /fixture/framing/continue (100, then 200)"
+http GET "$G4/fixture/framing/continue"
+expect_status 200
+check_eq "the real answer's body" after "$HTTP_BODY"
+step "GET /fixture/framing/until-close (no length)"
+http GET "$G4/fixture/framing/until-close"
+expect_status 200
+check_eq "the body up to the close" "to the end" "$HTTP_BODY"
+for kind in both two-lengths short; do
+	step "GET /fixture/framing/$kind"
+	http GET "$G4/fixture/framing/$kind"
+	expect_problem 502
+	expect_json '.upstream' fixture
+done
+step "and the next request is served as usual (nothing left in step)"
+http GET "$G4/fixture/framing/chunked"
+check_eq "hello, world again" "hello, world" "$HTTP_BODY"
+
+# ---------------------------------------------------------------------------
 section "what reaches an upstream: exactly the client's headers, and the gateway's own"
 # tests/upstream_fixture.py's /headers answers with every header line it
 # received, so these checks see what the gateway passed on, not only what

@@ -29,6 +29,11 @@ Endpoints:
                           answer carries Cache-Control, Vary and Set-Cookie
                           from ?cc=, ?vary= and ?cookie= (the response
                           cache's tests).
+  GET /framing/KIND       an answer framed as KIND says, written raw, then the
+                          connection closed: chunked (with an extension and a
+                          trailer), continue (a 100 before the 200),
+                          until-close (no length), both (Content-Length and
+                          chunked), two-lengths, short (cut off mid-body).
   GET /stats              {"GET /flaky": 3, "POST /echo": 2, ...}: requests
                           received per method and path (query left out;
                           /stats itself not counted), dropped ones included.
@@ -230,6 +235,27 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(status, json.dumps({"served": served, "method": self.command,
                                            "user": self.headers.get("X-User-Id")}).encode(),
                        "application/json", headers)
+        elif url.path.startswith("/framing/"):
+            # Answers framed every way HTTP/1.1 allows (and one way it does
+            # not), written byte for byte, for the gateway's client.
+            kind = url.path[len("/framing/"):]
+            raw = {
+                "chunked": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n",
+                "continue": b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nafter",
+                "until-close": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nto the end",
+                "both": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+                "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                "short": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+            }.get(kind)
+            if raw is None:
+                self.reply_json(404, {"error": "no such framing"})
+                return
+            self.wfile.write(raw)
+            self.wfile.flush()
+            # Every one of them ends the connection here: the gateway must
+            # not reuse it (and "short" is cut off mid-body).
+            self.close_connection = True
         elif url.path == "/headers":
             self.reply_json(200, {"headers": [[name, value] for name, value in self.headers.items()],
                                   "body_bytes": len(body)})
