@@ -75,16 +75,13 @@ GATEWAY := $(BUILD)/bin/gateway
 GATEWAY3 := $(BUILD)/bin/gateway-advanced
 # The benchmark's proxy-only gateway: phase2's main without a middleware.
 BENCH_BARE := $(BUILD)/bin/bench-gateway-bare
-# The benchmark's measuring stick: the server core with a hand-written
-# exchange in place of libcurl (bench/raw_floor.c).
-BENCH_FLOOR := $(BUILD)/bin/bench-raw-floor
 # Phase 2 runs each service as its own process: services/<name>/main.c.
 SERVICE_NAMES := $(notdir $(patsubst %/main.c,%,$(wildcard services/*/main.c)))
 SERVICE_BINS := $(SERVICE_NAMES:%=$(BUILD)/bin/%)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps up down doctor test unit asan clean compose-check bench bench-smoke bench-bins
-all: $(MONOLITH) $(GATEWAY) $(GATEWAY3) $(BENCH_BARE) $(BENCH_FLOOR) $(SERVICE_BINS) $(UNIT_BINS)
+all: $(MONOLITH) $(GATEWAY) $(GATEWAY3) $(BENCH_BARE) $(SERVICE_BINS) $(UNIT_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -123,10 +120,6 @@ $(BENCH_BARE): $(BUILD)/bench/gateway_bare.o $(KIT_LIB)
 	@echo "  LINK    $@"
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BENCH_FLOOR): $(BUILD)/bench/raw_floor.o $(KIT_LIB)
-	@mkdir -p $(dir $@)
-	@echo "  LINK    $@"
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bin/%: $(BUILD)/services/%/main.o $(SERVICE_LIB) $(KIT_LIB)
 	@mkdir -p $(dir $@)
@@ -199,7 +192,7 @@ test:
 # when it can be: without it bench/run.sh reports its scenarios as "not
 # available" and goes on.
 bench-bins:
-	@$(MAKE) --no-print-directory $(MONOLITH) $(GATEWAY) $(BENCH_BARE) $(BENCH_FLOOR) $(SERVICE_BINS)
+	@$(MAKE) --no-print-directory $(MONOLITH) $(GATEWAY) $(BENCH_BARE) $(SERVICE_BINS)
 	@$(MAKE) --no-print-directory $(GATEWAY3) 2>/dev/null || \
 		echo "bench: $(GATEWAY3) does not build yet; its scenarios will be skipped"
 
@@ -262,7 +255,7 @@ clean:
 # so their .d files can say which headers they depend on.
 .SECONDARY:
 -include $(KIT_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(BUILD)/phase1-monolith/main.d \
-	 $(BUILD)/phase2-gateway/main.d $(BUILD)/phase3-advanced/main.d $(BUILD)/bench/gateway_bare.d $(BUILD)/bench/raw_floor.d $(SERVICE_NAMES:%=$(BUILD)/services/%/main.d) \
+	 $(BUILD)/phase2-gateway/main.d $(BUILD)/phase3-advanced/main.d $(BUILD)/bench/gateway_bare.d $(SERVICE_NAMES:%=$(BUILD)/services/%/main.d) \
 	 $(UNIT_SRC:%.c=$(BUILD)/%.d)
 
 # ---- fuzzing: tests/fuzz/, docs/security.md ---------------------------------

@@ -27,9 +27,6 @@
 #   direct            wrk -> upstream (the floor)
 #   nginx-proxy       wrk -> nginx reverse proxy, keep-alive pool -> upstream
 #   gateway-bare      wrk -> bench-gateway-bare (proxy only, no middleware)
-#   raw-floor         wrk -> bench-raw-floor: the same server core with a
-#                     hand-written minimal exchange instead of libcurl
-#                     (bench/raw_floor.c): what the HTTP client costs
 #   gateway-pipeline  wrk -> build/bin/gateway, the whole Phase 2 chain: JWT
 #                     verified, rate limit counted in Redis (limit too high
 #                     to trip), metrics, access log to a file, pooled proxy
@@ -131,7 +128,7 @@ if [ "$CONNECTIONS" -gt 1000 ]; then
 	exit 2
 fi
 
-ALL_SCENARIOS=(direct nginx-proxy gateway-bare raw-floor gateway-pipeline gateway-threads gateway-nopool express
+ALL_SCENARIOS=(direct nginx-proxy gateway-bare gateway-pipeline gateway-threads gateway-nopool express
 	monolith-expand gateway-expand phase3-x3 phase3-x1)
 SCENARIOS=()
 if [ -z "$SCENARIO_LIST" ]; then
@@ -194,7 +191,6 @@ declare -A TITLE=(
 	[direct]="upstream alone (direct)"
 	[nginx-proxy]="nginx reverse proxy, keep-alive pool"
 	[gateway-bare]="Phase 2 gateway, proxy only"
-	[raw-floor]="the gateway's server core, a hand-written exchange instead of libcurl"
 	[gateway-pipeline]="Phase 2 gateway, whole pipeline"
 	[gateway-threads]="the same on civetweb's threads (SERVER_CORE=threads)"
 	[gateway-nopool]="Phase 2 gateway, pipeline, no pool"
@@ -208,7 +204,7 @@ declare -A TITLE=(
 # What the CPU columns count for each scenario.
 declare -A SUBJECT_NAME=(
 	[direct]="upstream nginx worker" [nginx-proxy]="proxy nginx worker"
-	[gateway-bare]="gateway" [raw-floor]="raw-floor" [gateway-pipeline]="gateway" [gateway-nopool]="gateway"
+	[gateway-bare]="gateway" [gateway-pipeline]="gateway" [gateway-nopool]="gateway"
 	[gateway-threads]="gateway"
 	[express]="node" [monolith-expand]="monolith" [gateway-expand]="gateway"
 	[phase3-x3]="3 gateways" [phase3-x1]="1 gateway" [gateway-pipeline-c200]="gateway"
@@ -612,20 +608,6 @@ need_redis() {
 	broken "$1" "redis-server did not start"
 	return 1
 }
-
-if selected raw-floor; then
-	port=$(free_port)
-	if [ ! -x "$BIN_DIR/bench-raw-floor" ]; then
-		broken raw-floor "$BIN_DIR/bench-raw-floor is missing (make bench builds it)"
-	elif start_kit raw-floor "$BIN_DIR/bench-raw-floor" "$port"; then
-		URL[raw-floor]="http://127.0.0.1:$port/bench"
-		EXPECT[raw-floor]=$FIXED_BODY
-		SUBJECT_PIDS[raw-floor]=$SERVICE_PID
-		STATUS[raw-floor]=ready
-	else
-		broken raw-floor "bench-raw-floor did not start (see above)"
-	fi
-fi
 
 if selected gateway-bare; then
 	port=$(free_port)
@@ -1102,10 +1084,7 @@ if command -v node >/dev/null; then TOOLS="$TOOLS, node $(node --version)"; fi
 	echo "- **nginx-proxy**: nginx ($LOOP_THREADS workers, as many as a gateway's loop threads; no access log) with \`upstream { keepalive 32; }\`,"
 	echo "  \`proxy_http_version 1.1\` and an empty Connection header (bench/nginx/proxy.conf)."
 	echo "- **gateway-bare**: build/bin/bench-gateway-bare (bench/gateway_bare.c): Phase 2's main"
-	echo "  with no \`kit_use()\` line: the event-loop core and the pooled libcurl proxy only."
-	echo "- **raw-floor**: build/bin/bench-raw-floor (bench/raw_floor.c): the same server core with a"
-	echo "  hand-written exchange (one fixed request, a Content-Length answer, pooled per loop thread)"
-	echo "  in place of libcurl. Not a gateway: the distance to gateway-bare is what the HTTP client costs."
+	echo "  with no \`kit_use()\` line: the event-loop core and the pooled proxy only."
 	echo "- **gateway-pipeline**: build/bin/gateway with bench/gateway.bench.json, route \`/bench\`"
 	echo "  authenticated: request id, access log (to a file), metrics, CORS, JWT verified on every"
 	echo "  request (wrk sends a valid HS256 token), rate limit counted in Redis (a limit of"
