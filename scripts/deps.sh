@@ -39,7 +39,7 @@ build  libcivetweb-dev      the embedded HTTP server
 build  libhiredis-dev       the Redis client
 build  libjwt-dev           JSON Web Tokens
 build  libcjson-dev         JSON
-build  libcurl4-openssl-dev HTTP client (the Phase 2/3 gateway's proxy)
+build  libcurl4-openssl-dev HTTP client (trace reports, the url-shortener's clicks)
 build  libssl-dev           OpenSSL: PBKDF2, random bytes, HMAC
 build  redis-server         the store (the kit starts its own on port 6390)
 build  curl                 up.sh polls /health; the journey it prints

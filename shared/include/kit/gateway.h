@@ -24,13 +24,11 @@
  *      one variant's upstream, the same one every time (see
  *      kit_split_choose()).
  *
- * The proxy (proxy.c) sends the request on with libcurl. libcurl does not
- * let running threads share one connection cache, so each thread has its
- * own: on the event-loop core the loop thread's multi handle (shared by
- * every request of that thread), on civetweb each worker's easy handle,
- * which keeps up to pool.max_idle_per_thread keep-alive connections. Pool
- * statistics per upstream are counted from libcurl's open/close socket
- * callbacks.
+ * The proxy (proxy.c) sends the request on with its own HTTP/1.1 client
+ * (upstream_http.c): each thread keeps idle keep-alive connections per
+ * upstream instance (a loop thread's requests use them in turn, a civetweb
+ * worker's one at a time). Pool statistics per upstream are counted where
+ * that client opens and closes connections.
  *
  * Threads: the configuration is loaded by main() and read-only after; pool
  * statistics are atomics. kit_split_choose() and kit_split_cookie() are pure.
@@ -66,7 +64,7 @@
  * MAX_REQUEST_HEADERS header fields (default 48) is refused with 431: the
  * gateway adds up to KIT_PROXY_OWN_HEADERS of its own (X-Forwarded-For,
  * -Proto, -Host, X-Request-Id, X-User-Id, X-User-Tier, uber-trace-id, and
- * from libcurl Host and Content-Length where the client sent none), and an
+ * from the client Host and Content-Length where the client sent none), and an
  * upstream on civetweb reads 64 at most: past that X-User-Id would be lost
  * and the service would answer 401 for an authenticated caller. So
  * MAX_REQUEST_HEADERS may be at most 64 - 9 = 55.
@@ -226,9 +224,11 @@ struct kit_gateway_config {
 	int split_count;
 
 	/* "pool": {...} */
-	long max_idle_per_thread;   /* connections a civetweb worker keeps (4);
-	                             * a loop thread keeps up to
-	                             * max_idle_per_upstream per upstream    */
+	long max_idle_per_thread;   /* (4) read and checked, no longer used:
+	                             * a thread's idle connections are bounded
+	                             * by the requests it serves at once (one
+	                             * on a civetweb worker) and by
+	                             * max_idle_per_upstream below            */
 	long max_idle_per_upstream; /* open connections to one upstream, all
 	                             * workers together, above which a used
 	                             * connection is closed, not kept (8);
