@@ -67,8 +67,7 @@ const char *analytics_user_agent_family(const char *user_agent)
 	return "other";
 }
 
-/* "analytics:<code>" into key. Returns 0, or -1 when it does not fit. */
-static int analytics_key(char *key, size_t key_size, const char *code)
+int analytics_key(char *key, size_t key_size, const char *code)
 {
 	int written = snprintf(key, key_size, "analytics:%s", code);
 

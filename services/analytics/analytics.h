@@ -13,6 +13,8 @@
 #ifndef SERVICES_ANALYTICS_H
 #define SERVICES_ANALYTICS_H
 
+#include <stddef.h>
+
 struct kit_app;
 struct kit_request;
 struct kit_store;
@@ -47,6 +49,10 @@ void analytics_mount_internal(struct kit_app *app);
  * returns -1) on a bad setting. analytics_milestone_reached() is the
  * largest milestone at or below total, 0 for none. */
 int analytics_milestones_init(struct kit_app *app);
+
+/* "analytics:<code>", a link's hash, into key. Returns 0, or -1 when it
+ * does not fit. */
+int analytics_key(char *key, size_t key_size, const char *code);
 void analytics_milestones_check(struct kit_request *req, struct kit_store *store,
 				const char *code);
 long analytics_milestone_reached(long long total);

@@ -156,7 +156,7 @@ void analytics_milestones_check(struct kit_request *req, struct kit_store *store
 	long reached;
 
 	if (milestones.url[0] == '\0' ||
-	    snprintf(key, sizeof(key), "analytics:%s", code) >= (int)sizeof(key) ||
+	    analytics_key(key, sizeof(key), code) != 0 ||
 	    kit_store_hash_get_all(store, key, &link) != KIT_STORE_OK)
 		return;
 	owner = kit_store_hash_value(&link, "owner");

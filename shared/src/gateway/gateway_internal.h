@@ -17,7 +17,7 @@
 struct upstream_pool;
 struct upstream_pool *upstream_pool_new(void);
 /* Closes the idle connections (counted against their upstreams). */
-void upstream_pool_free(struct upstream_pool *pool, const struct kit_gateway_config *config);
+void upstream_pool_free(struct upstream_pool *pool);
 
 struct upstream_request {
 	const struct kit_gateway_config *config; /* pool settings        */

@@ -57,19 +57,15 @@
  * the supported ones, and the API-Version header for unversioned paths.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "kit/config.h"
-#include "kit/wait.h"
 #include "kit/gateway.h"
 #include "kit/metrics.h"
 #include "kit/request.h"
@@ -78,20 +74,14 @@
 #include "kit/tracing.h"
 #include "gateway/gateway_internal.h"
 
-#define SPARE_HANDLES 256 /* easy handles kept for reuse per thread */
 #define KIT_MAX_PROXIED_HEADERS 64 /* response headers passed back, at most */
-
-/* A thread's upstream connections (upstream_http.c): on a civetweb
- * worker one request uses them at a time, on a loop thread every request
- * of that thread in turn. */
-struct proxy_thread {
-	const struct kit_gateway_config *config;
-	struct upstream_pool *pool;
-};
 
 static struct {
 	struct kit_gateway_config *config;
-	int thread_slot;
+	int thread_slot;                      /* this thread's upstream_pool:
+	                                       * one request at a time on a
+	                                       * civetweb worker, a loop
+	                                       * thread's requests in turn */
 	struct kit_metric *duration;          /* per upstream          */
 	struct kit_metric *requests;
 	struct kit_metric *created;
@@ -215,28 +205,15 @@ static bool join_list(char **joined, size_t *used, const char *value)
 
 /* ---- the per-thread connections ---- */
 
-static void *proxy_thread_create(void *arg)
+static void *pool_create(void *arg)
 {
-	struct proxy_thread *thread = calloc(1, sizeof(*thread));
-
-	if (thread == NULL)
-		return NULL;
-	thread->config = arg;
-	thread->pool = upstream_pool_new();
-	if (thread->pool == NULL) {
-		free(thread);
-		return NULL;
-	}
-	return thread;
+	return upstream_pool_new();
 }
 
-static void proxy_thread_destroy(void *resource)
+/* Closes the idle connections: counted against their upstreams. */
+static void pool_destroy(void *resource)
 {
-	struct proxy_thread *thread = resource;
-
-	/* Closes the idle connections: counted against their upstreams. */
-	upstream_pool_free(thread->pool, thread->config);
-	free(thread);
+	upstream_pool_free(resource);
 }
 
 /* ---- one exchange ---- */
@@ -533,7 +510,7 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	struct kit_upstream *upstream = route->upstream;
 	const struct kit_split_variant *variant = NULL;
 	struct kit_upstream_instance *instance = NULL;
-	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
+	struct upstream_pool *pool = kit_thread_resource(req, proxy.thread_slot);
 	struct curl_slist *headers = NULL;
 	char url[2048], operation[160];
 	uint64_t started = kit_now_ns();
@@ -551,7 +528,7 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 	const char *labels[] = { upstream->name };
 
 	req->service = upstream->name;
-	if (thread == NULL)
+	if (pool == NULL)
 		return kit_problem(req, 503, "the gateway could not create an HTTP client");
 
 	/* 2. The URL fits (checked with the longest instance URL: each
@@ -637,7 +614,7 @@ int gateway_proxy_route(struct kit_request *req, const struct kit_gateway_route 
 		};
 		atomic_fetch_add(&upstream->pool.requests, 1);
 		kit_metric_add(proxy.requests, labels, 1);
-		upstream_exchange(thread->pool, upstream, instance, &request, &answer);
+		upstream_exchange(pool, upstream, instance, &request, &answer);
 		status = answer.outcome == UPSTREAM_OK ? answer.status : 0;
 		if (answer.outcome != UPSTREAM_OK)
 			kit_span_log_error(span, outcome_names[answer.outcome]);
@@ -721,7 +698,7 @@ static void add_pool_stats(cJSON *object, const struct kit_pool_stats *pool)
 
 /* One instance's own /health, through this thread's pool: NULL when it
  * answered 200, else what went wrong. */
-static const char *instance_health(struct proxy_thread *thread, struct kit_upstream *upstream,
+static const char *instance_health(struct upstream_pool *pool, struct kit_upstream *upstream,
 				   const struct kit_upstream_instance *instance)
 {
 	struct upstream_result answer = { .body_limit = 65536 };
@@ -731,9 +708,9 @@ static const char *instance_health(struct proxy_thread *thread, struct kit_upstr
 	};
 	const char *problem = NULL;
 
-	if (thread == NULL)
+	if (pool == NULL)
 		return "the gateway could not make a connection pool";
-	upstream_exchange(thread->pool, upstream, instance, &request, &answer);
+	upstream_exchange(pool, upstream, instance, &request, &answer);
 	if (answer.outcome == UPSTREAM_REFUSED)
 		problem = "the connection was refused";
 	else if (answer.outcome == UPSTREAM_TIMED_OUT)
@@ -752,14 +729,14 @@ static const char *instance_health(struct proxy_thread *thread, struct kit_upstr
 static bool upstream_health(struct kit_request *req, void *arg, cJSON *check)
 {
 	struct kit_upstream *upstream = arg;
-	struct proxy_thread *thread = kit_thread_resource(req, proxy.thread_slot);
+	struct upstream_pool *pool = kit_thread_resource(req, proxy.thread_slot);
 	cJSON *instances = cJSON_AddArrayToObject(check, "instances");
 	const char *problem = NULL;
 	int up = 0;
 
 	for (int i = 0; i < upstream->instance_count; i++) {
 		const struct kit_upstream_instance *instance = &upstream->instances[i];
-		const char *detail = instance_health(thread, upstream, instance);
+		const char *detail = instance_health(pool, upstream, instance);
 		cJSON *entry = cJSON_CreateObject();
 
 		if (entry == NULL)
@@ -842,8 +819,7 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 		return;
 	}
 	proxy.config = config;
-	proxy.thread_slot = kit_app_thread_resource(app, proxy_thread_create,
-						    proxy_thread_destroy, config);
+	proxy.thread_slot = kit_app_thread_resource(app, pool_create, pool_destroy, NULL);
 	proxy.duration = kit_metric_register(KIT_HISTOGRAM, "gateway_upstream_request_duration_seconds",
 		"Time from sending a request upstream to its last byte back, retry included.",
 		upstream_label, NULL, 0);
@@ -891,7 +867,7 @@ void kit_gateway_mount(struct kit_app *app, struct kit_gateway_config *config)
 			.rate_limit = route->rate_limit,
 			.cache = route->cached ? &route->cache : NULL,
 			.data = (void *)route,
-			.loop_safe = true, /* it waits in kit_http_perform only */
+			.loop_safe = true, /* it waits in kit_wait_fd only (upstream_http.c) */
 		});
 	}
 	/* Last, so every route of the file matches first: what is left under

@@ -59,6 +59,7 @@ struct idle_conn {
 };
 
 struct instance_pool {
+	struct kit_upstream *upstream;     /* whose counters its connections move */
 	const struct kit_upstream_instance *instance;
 	struct sockaddr_storage address;
 	socklen_t address_len;             /* 0: not resolved (yet, or again) */
@@ -82,34 +83,22 @@ static void close_counted(struct kit_upstream *upstream, int fd)
 	atomic_fetch_add(&upstream->pool.closed, 1);
 }
 
-void upstream_pool_free(struct upstream_pool *pool, const struct kit_gateway_config *config)
+void upstream_pool_free(struct upstream_pool *pool)
 {
 	if (pool == NULL)
 		return;
 	for (int i = 0; i < pool->count; i++) {
 		struct instance_pool *p = &pool->instances[i];
-		struct kit_upstream *owner = NULL;
 
-		for (int u = 0; config != NULL && u < config->upstream_count && owner == NULL; u++) {
-			const struct kit_upstream *candidate = &config->upstreams[u];
-
-			if (p->instance >= candidate->instances &&
-			    p->instance < candidate->instances + candidate->instance_count)
-				owner = (struct kit_upstream *)candidate;
-		}
-		for (int j = 0; j < p->idle_count; j++) {
-			if (owner != NULL)
-				close_counted(owner, p->idle[j].fd);
-			else
-				close(p->idle[j].fd);
-		}
+		for (int j = 0; j < p->idle_count; j++)
+			close_counted(p->upstream, p->idle[j].fd);
 		free(p->idle);
 	}
 	free(pool->instances);
 	free(pool);
 }
 
-static struct instance_pool *pool_of(struct upstream_pool *pool,
+static struct instance_pool *pool_of(struct upstream_pool *pool, struct kit_upstream *upstream,
 				     const struct kit_upstream_instance *instance)
 {
 	for (int i = 0; i < pool->count; i++) {
@@ -126,6 +115,7 @@ static struct instance_pool *pool_of(struct upstream_pool *pool,
 		pool->capacity = capacity;
 	}
 	memset(&pool->instances[pool->count], 0, sizeof(pool->instances[0]));
+	pool->instances[pool->count].upstream = upstream;
 	pool->instances[pool->count].instance = instance;
 	return &pool->instances[pool->count++];
 }
@@ -532,7 +522,7 @@ void upstream_exchange(struct upstream_pool *pool, struct kit_upstream *upstream
 		       const struct upstream_request *request, struct upstream_result *result)
 {
 	const struct kit_gateway_config *config = request->config;
-	struct instance_pool *p = pool != NULL ? pool_of(pool, instance) : NULL;
+	struct instance_pool *p = pool != NULL ? pool_of(pool, upstream, instance) : NULL;
 	struct reader r = { .fd = -1, .deadline_ns = request->deadline_ns };
 	uint64_t now = kit_now_ns();
 	char host[300], head_extra[64];
@@ -627,11 +617,11 @@ void upstream_exchange(struct upstream_pool *pool, struct kit_upstream *upstream
 	 *    which the caller may retry. */
 	r.total = 0;
 	if (!sent || !read_head(&r, result, &length, &chunked, &keep_alive)) {
+		/* Nothing came back (and the send failed or the connection
+		 * ended): dropped; anything else half-read: broken. */
 		if (r.timed_out || (!sent && ms_left(request->deadline_ns) == 0))
 			result->outcome = UPSTREAM_TIMED_OUT;
-		else if (r.total == 0 && !r.failed)
-			result->outcome = UPSTREAM_DROPPED;
-		else if (r.total == 0 && !sent)
+		else if (r.total == 0 && (!sent || !r.failed))
 			result->outcome = UPSTREAM_DROPPED;
 		else
 			result->outcome = UPSTREAM_BROKEN;
